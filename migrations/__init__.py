@@ -1,0 +1,1 @@
+"""Alembic migrations of the tracking database (shipped with the package so `orchestrator db upgrade` finds them)."""

@@ -1,0 +1,54 @@
+"""Alembic environment shared by `orchestrator db …` and plain `alembic` runs.
+
+The URL comes from (in order): a connection handed over by the orchestrator, `-x url=…`, the alembic config's
+sqlalchemy.url, $ORCHESTRATOR_DATABASE_URL, the per-user SQLite default.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import text
+
+from orchestrator.tracking.db import VERSION_TABLE, VERSION_TABLE_SCHEMA, create_engine_for, resolve_url
+from orchestrator.tracking.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _configure(connection) -> None:
+    is_postgres = connection.dialect.name == "postgresql"
+    if is_postgres:
+        # Supabase exposes `public` through its REST API; Alembic's bookkeeping stays out of it.
+        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {VERSION_TABLE_SCHEMA}"))
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=VERSION_TABLE,
+        version_table_schema=VERSION_TABLE_SCHEMA if is_postgres else None,
+        render_as_batch=True,  # SQLite can only ALTER through table copies
+        compare_type=True,
+    )
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    engine = create_engine_for(resolve_url(url))
+    # One outer transaction in both paths: DDL on PostgreSQL and SQLite is transactional, so a failed migration
+    # leaves the database as it was.
+    with engine.begin() as connection:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported; run against a database")
+run_migrations_online()

@@ -1,0 +1,49 @@
+"""The error tree of the library: every error carries a message and a hint.
+
+The CLI prints ``Error: <message> (hint: <hint>)`` on one line and exits non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the library raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+        return " ".join(text.split())
+
+
+class ConfigError(OrchestratorError):
+    """Bad configuration: an environment variable, option or config file."""
+
+
+class DatabaseError(OrchestratorError):
+    """The tracking database could not be reached or answered with an error."""
+
+
+class SchemaOutOfDateError(DatabaseError):
+    """The database schema is older (or newer) than this version of the tool."""
+
+
+class NotFoundError(OrchestratorError):
+    """A run, snapshot, caption version or other record does not exist."""
+
+    exit_code = 2
+
+
+class AmbiguousIdError(OrchestratorError):
+    """An id prefix matches more than one record."""
+
+    exit_code = 2
+
+
+class InputError(OrchestratorError):
+    """A user-supplied file or value is malformed."""

@@ -1,0 +1,164 @@
+"""Engines and migrations for the tracking database: SQLite (embedded default) or PostgreSQL/Supabase.
+
+SQLite: WAL journal, a busy timeout and ``BEGIN IMMEDIATE`` transactions, so several local processes (a launch, a
+worker, an eval) can record at once without "database is locked" errors.
+PostgreSQL: psycopg 3 with prepared statements off, which the Supabase transaction pooler (port 6543) requires;
+``sslmode`` and other libpq parameters in the URL are passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError
+
+from orchestrator.config import Settings, mask_url
+from orchestrator.errors import ConfigError, DatabaseError, SchemaOutOfDateError
+
+VERSION_TABLE = "alembic_version"
+VERSION_TABLE_SCHEMA = "orchestrator_meta"  # PostgreSQL only: keeps Alembic's table out of `public`
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def resolve_url(url: str | None) -> URL:
+    """Parse a database URL, choosing psycopg 3 for PostgreSQL and creating the SQLite file's directory."""
+    text = url or Settings.resolve().database_url
+    try:
+        parsed = make_url(text)
+    except ArgumentError:
+        raise ConfigError(
+            f"database URL {mask_url(text)!r} is not a URL",
+            "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB (ORCHESTRATOR_DATABASE_URL or --database)",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return parsed.set(drivername="sqlite")
+    raise ConfigError(
+        f"database URL {mask_url(text)!r} has an unsupported scheme {parsed.drivername!r}",
+        "supported: sqlite:///PATH, postgresql://… (Supabase: use its pooler or direct connection string)",
+    )
+
+
+def create_engine_for(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _make_sqlite_concurrent(engine)
+        return engine
+    # prepare_threshold=None: the Supabase transaction pooler cannot keep prepared statements across transactions.
+    return sa.create_engine(url, connect_args={"prepare_threshold": None}, pool_pre_ping=True)
+
+
+def _make_sqlite_concurrent(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (so that they can begin IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # Take the write lock up front: a deferred transaction that later upgrades to a writer fails with
+        # SQLITE_BUSY at once when another process wrote in between, and the busy timeout cannot help it.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(connection: sa.Connection):
+    from alembic.config import Config
+
+    script_location = importlib.resources.files("migrations")
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _script_directory():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(importlib.resources.files("migrations")))
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    return _script_directory().get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    schema = VERSION_TABLE_SCHEMA if engine.dialect.name == "postgresql" else None
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table(VERSION_TABLE, schema=schema):
+            return None
+        context = MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
+        )
+        return context.get_current_revision()
+
+
+def is_empty(engine: Engine) -> bool:
+    """True for a database with no tables at all (a new SQLite file, say)."""
+    with engine.connect() as connection:
+        return not sa.inspect(connection).get_table_names()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    with engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), revision)
+
+
+def check_schema_current(engine: Engine) -> None:
+    """Refuse to work on a database whose schema is not at this version's head, naming the fix."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaOutOfDateError(
+            "the tracking database has no schema yet", "run `orchestrator db upgrade` to create it"
+        )
+    known = {script.revision for script in _script_directory().walk_revisions()}
+    if current not in known:
+        raise SchemaOutOfDateError(
+            f"the tracking database is at revision {current}, which this version of orchestrator does not know",
+            "upgrade orchestrator to the version that created this database",
+        )
+    raise SchemaOutOfDateError(
+        f"the tracking database schema is at {current}, this version needs {head}",
+        "run `orchestrator db upgrade`",
+    )
+
+
+def describe_connection_error(url: URL, error: Exception) -> DatabaseError:
+    shown = mask_url(url.render_as_string(hide_password=True))
+    detail = mask_url(" ".join(str(getattr(error, "orig", None) or error).split()))
+    return DatabaseError(
+        f"cannot use the tracking database {shown}: {detail}",
+        "check --database / ORCHESTRATOR_DATABASE_URL, that the server is up and the credentials are right",
+    )

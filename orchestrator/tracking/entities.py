@@ -1,0 +1,159 @@
+"""Plain, frozen records that cross module boundaries (ORM rows stay inside the store)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class Record:
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What a caller knows about a run when it is created; the store adds id, status and timestamps."""
+
+    name: str
+    status: str = "planned"
+    source: str = "orchestrator"
+    id: str | None = None
+    preset: str | None = None
+    spec: dict[str, Any] | None = None
+    config_toml: str | None = None
+    dataset_toml: str | None = None
+    argv: list[str] | None = None
+    sd_scripts_commit: str | None = None
+    base_model_family: str | None = None
+    base_model_name: str | None = None
+    base_model_sha256: str | None = None
+    network_dim: int | None = None
+    network_alpha: float | None = None
+    resolution: str | None = None
+    max_epochs: int | None = None
+    seed: int | None = None
+    dataset_snapshot_id: str | None = None
+    caption_version_id: str | None = None
+    caption_version_confidence: str | None = None
+    executor: str | None = None
+    host: str | None = None
+    work_dir: str | None = None
+    parent_run_id: str | None = None
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
+    rating: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord(Record):
+    id: str
+    name: str
+    status: str
+    source: str
+    preset: str | None
+    spec: dict[str, Any] | None
+    config_toml: str | None
+    dataset_toml: str | None
+    argv: list[str] | None
+    sd_scripts_commit: str | None
+    base_model_family: str | None
+    base_model_name: str | None
+    base_model_sha256: str | None
+    network_dim: int | None
+    network_alpha: float | None
+    resolution: str | None
+    max_epochs: int | None
+    seed: int | None
+    dataset_snapshot_id: str | None
+    caption_version_id: str | None
+    caption_version_confidence: str | None
+    executor: str | None
+    host: str | None
+    work_dir: str | None
+    log_uri: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    exit_code: int | None
+    error_summary: str | None
+    parent_run_id: str | None
+    attempt: int
+    tags: list[str]
+    notes: str | None
+    rating: int | None
+    best_epoch: int | None
+    best_score: float | None
+
+
+@dataclass(frozen=True)
+class EventRecord(Record):
+    id: int
+    run_id: str
+    at: datetime
+    kind: str
+    epoch: int | None
+    step: int | None
+    loss: float | None
+    message: str | None
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class CheckpointRecord(Record):
+    id: int
+    run_id: str
+    epoch: int | None
+    step: int | None
+    uri: str
+    sha256: str
+    size_bytes: int
+    metadata: dict[str, Any] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EpochScore(Record):
+    run_id: str
+    epoch: int
+    sample_count: int
+    reported: bool
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaptionVersionRecord(Record):
+    id: str
+    label: str | None
+    source: str
+    description: str | None
+    caption_count: int | None
+    mean_chars: float | None
+    max_chars: int | None
+    mean_tokens: float | None
+    max_tokens: int | None
+    mean_hex_codes: float | None
+    stats: dict[str, Any] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ViewResult(Record):
+    name: str
+    columns: list[str]
+    rows: list[list[Any]]

@@ -1,0 +1,631 @@
+"""The tracking store: the only code that talks to the tracking database.
+
+Every public method is one unit of work in one transaction; ORM rows are turned into frozen records before they
+leave. Database errors become :class:`~orchestrator.errors.DatabaseError` with the password masked.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.errors import AmbiguousIdError, DatabaseError, InputError, NotFoundError, OrchestratorError
+from orchestrator.tracking import db
+from orchestrator.tracking.entities import (
+    CaptionVersionRecord,
+    CheckpointRecord,
+    EpochScore,
+    EventRecord,
+    NewRun,
+    RunRecord,
+    ViewResult,
+)
+from orchestrator.tracking.models import (
+    METRICS,
+    RUN_STATUSES,
+    CaptionVersion,
+    Checkpoint,
+    Evaluation,
+    EvaluationSample,
+    Prompt,
+    PromptSuite,
+    Run,
+    RunEpochScore,
+    RunEvent,
+)
+from orchestrator.tracking.views import VIEW_COLUMNS, VIEW_ORDER
+
+# Which statuses a run may move to from each status. Enforced atomically with UPDATE … WHERE status IN (…), so two
+# processes racing on one run cannot both win.
+ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "planned": ("queued", "running", "failed", "cancelled"),
+    "queued": ("running", "failed", "cancelled", "lost"),
+    "running": ("succeeded", "failed", "cancelled", "lost"),
+    "lost": ("queued", "failed", "cancelled"),
+    "failed": ("queued",),
+    "cancelled": ("queued",),
+    "succeeded": (),
+}
+_ENDED = ("succeeded", "failed", "cancelled", "lost")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything this store writes is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True)
+class SampleScore:
+    """One scored image of an evaluation."""
+
+    epoch: int
+    prompt_id: int | None
+    seed: int | None
+    metrics: dict[str, float | None]
+    image_uri: str | None = None
+    image_24_uri: str | None = None
+
+
+class TrackingStore:
+    """The tracking database behind one URL (SQLite file or PostgreSQL)."""
+
+    def __init__(self, url: str | None = None, *, check_schema: bool = True) -> None:
+        self.url = db.resolve_url(url)
+        self.engine = db.create_engine_for(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if check_schema:
+            try:
+                if self.dialect == "sqlite" and db.is_empty(self.engine):
+                    db.upgrade(self.engine)  # the embedded default is created on first use
+                db.check_schema_current(self.engine)
+            except OrchestratorError:
+                raise
+            except SQLAlchemyError as error:
+                raise db.describe_connection_error(self.url, error) from None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "TrackingStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as error:
+            session.rollback()
+            raise db.describe_connection_error(self.url, error) from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # ---- runs -------------------------------------------------------------------------------------------------
+
+    def create_run(self, new: NewRun) -> RunRecord:
+        if new.status not in RUN_STATUSES:
+            raise InputError(f"unknown run status {new.status!r}", f"use one of {', '.join(RUN_STATUSES)}")
+        values = {f.name: getattr(new, f.name) for f in fields(NewRun)}
+        values["id"] = new.id or new_run_id()
+        values["tags"] = list(new.tags)
+        values["created_at"] = new.created_at or utcnow()
+        if new.status == "running" and new.source == "orchestrator":
+            values["started_at"] = new.started_at or values["created_at"]
+            values["heartbeat_at"] = values["created_at"]
+        with self._session() as session:
+            row = Run(**values, attempt=1)
+            session.add(row)
+            session.flush()
+            if new.source == "orchestrator":
+                session.add(RunEvent(run_id=row.id, at=utcnow(), kind="status", message=new.status))
+            return _run_record(row)
+
+    def run_exists(self, run_id: str) -> bool:
+        with self._session() as session:
+            return session.get(Run, run_id) is not None
+
+    def get_run(self, ref: str) -> RunRecord:
+        """Find a run by id, unique id prefix (4+ characters) or unique name."""
+        with self._session() as session:
+            return _run_record(self._find_run(session, ref))
+
+    def _find_run(self, session: Session, ref: str) -> Run:
+        row = session.get(Run, ref)
+        if row is not None:
+            return row
+        candidates: Sequence[Run] = ()
+        if len(ref) >= 4:
+            pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            candidates = session.scalars(sa.select(Run).where(Run.id.like(pattern, escape="\\")).limit(5)).all()
+        if not candidates:
+            candidates = session.scalars(sa.select(Run).where(Run.name == ref).limit(5)).all()
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise NotFoundError(f"no run {ref!r}", "list runs with `orchestrator runs list`")
+        ids = ", ".join(c.id for c in candidates)
+        raise AmbiguousIdError(f"{ref!r} matches several runs ({ids})", "give more characters of the run id")
+
+    def list_runs(
+        self, *, status: str | None = None, limit: int | None = None, tag: str | None = None
+    ) -> list[RunRecord]:
+        with self._session() as session:
+            query = sa.select(Run).order_by(Run.created_at.desc(), Run.id)
+            if status:
+                query = query.where(Run.status == status)
+            rows = session.scalars(query).all()
+            records = [_run_record(r) for r in rows if tag is None or tag in (r.tags or [])]
+            return records[:limit] if limit else records
+
+    def set_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        exit_code: int | None = None,
+        error_summary: str | None = None,
+        message: str | None = None,
+        **fields_: Any,
+    ) -> RunRecord:
+        """Move a run to ``status`` if its current status allows it; records a status event."""
+        if status not in RUN_STATUSES:
+            raise InputError(f"unknown run status {status!r}", f"use one of {', '.join(RUN_STATUSES)}")
+        allowed_from = [s for s, targets in ALLOWED_TRANSITIONS.items() if status in targets]
+        now = utcnow()
+        values: dict[str, Any] = dict(fields_, status=status)
+        if status == "running":
+            values.setdefault("started_at", now)
+            values.setdefault("heartbeat_at", now)
+        if status in _ENDED:
+            values.setdefault("finished_at", now)
+        if exit_code is not None:
+            values["exit_code"] = exit_code
+        if error_summary is not None:
+            values["error_summary"] = error_summary
+        with self._session() as session:
+            result = session.execute(
+                sa.update(Run).where(Run.id == run_id, Run.status.in_(allowed_from)).values(**values)
+            )
+            if result.rowcount != 1:
+                row = session.get(Run, run_id)
+                if row is None:
+                    raise NotFoundError(f"no run {run_id!r}", "list runs with `orchestrator runs list`")
+                raise InputError(
+                    f"run {run_id} is {row.status}; it cannot become {status}",
+                    f"from {row.status} a run may become: {', '.join(ALLOWED_TRANSITIONS[row.status]) or 'nothing'}",
+                )
+            session.add(RunEvent(run_id=run_id, at=now, kind="status", message=message or status))
+            session.flush()
+            return _run_record(session.get(Run, run_id))
+
+    def update_run(self, run_id: str, **values: Any) -> RunRecord:
+        """Set plain fields of a run (not its status: use :meth:`set_status`)."""
+        if "status" in values:
+            raise InputError("update_run cannot change the status", "use set_status")
+        if "rating" in values and values["rating"] is not None and not 0 <= int(values["rating"]) <= 10:
+            raise InputError(f"rating {values['rating']} is out of range", "a rating is 0 to 10")
+        with self._session() as session:
+            row = self._find_run(session, run_id)
+            for key, value in values.items():
+                if not hasattr(Run, key):
+                    raise InputError(f"runs have no field {key!r}", None)
+                setattr(row, key, list(value) if key == "tags" else value)
+            session.flush()
+            return _run_record(row)
+
+    def heartbeat(self, run_id: str) -> None:
+        with self._session() as session:
+            session.execute(sa.update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+
+    def mark_lost(self, heartbeat_timeout: timedelta) -> list[str]:
+        """Mark running runs whose last heartbeat is older than the timeout as lost; returns their ids."""
+        cutoff = utcnow() - heartbeat_timeout
+        with self._session() as session:
+            stale = session.scalars(
+                sa.select(Run.id).where(Run.status == "running", Run.heartbeat_at < cutoff)
+            ).all()
+            lost = []
+            for run_id in stale:
+                result = session.execute(
+                    sa.update(Run)
+                    .where(Run.id == run_id, Run.status == "running", Run.heartbeat_at < cutoff)
+                    .values(status="lost", finished_at=utcnow())
+                )
+                if result.rowcount == 1:
+                    session.add(
+                        RunEvent(run_id=run_id, at=utcnow(), kind="status", message="lost: no heartbeat")
+                    )
+                    lost.append(run_id)
+            return lost
+
+    # ---- events and checkpoints -------------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        run_id: str,
+        kind: str,
+        *,
+        message: str | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+        loss: float | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> EventRecord:
+        with self._session() as session:
+            row = RunEvent(
+                run_id=run_id, at=utcnow(), kind=kind, epoch=epoch, step=step, loss=loss, message=message, data=data
+            )
+            session.add(row)
+            session.flush()
+            return _event_record(row)
+
+    def events(self, run_id: str, *, after_id: int = 0, kind: str | None = None) -> list[EventRecord]:
+        with self._session() as session:
+            query = sa.select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.id > after_id)
+            if kind:
+                query = query.where(RunEvent.kind == kind)
+            return [_event_record(r) for r in session.scalars(query.order_by(RunEvent.id))]
+
+    def add_checkpoint(
+        self,
+        run_id: str,
+        *,
+        uri: str,
+        sha256: str,
+        size_bytes: int,
+        epoch: int | None = None,
+        step: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> CheckpointRecord:
+        """Register a checkpoint; registering the same (run, epoch, sha256) again returns the existing one."""
+        with self._session() as session:
+            existing = session.scalars(
+                sa.select(Checkpoint).where(
+                    Checkpoint.run_id == run_id, Checkpoint.epoch == epoch, Checkpoint.sha256 == sha256
+                )
+            ).first()
+            if existing is not None:
+                return _checkpoint_record(existing)
+            row = Checkpoint(
+                run_id=run_id,
+                epoch=epoch,
+                step=step,
+                uri=uri,
+                sha256=sha256,
+                size_bytes=size_bytes,
+                metadata_json=metadata,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.add(
+                RunEvent(run_id=run_id, at=utcnow(), kind="checkpoint", epoch=epoch, step=step, message=uri)
+            )
+            session.flush()
+            return _checkpoint_record(row)
+
+    def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
+        with self._session() as session:
+            query = sa.select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.epoch, Checkpoint.id)
+            return [_checkpoint_record(r) for r in session.scalars(query)]
+
+    # ---- caption versions ------------------------------------------------------------------------------------
+
+    def ensure_caption_version(
+        self,
+        id: str,
+        *,
+        label: str | None = None,
+        source: str = "snapshot",
+        description: str | None = None,
+        stats: dict[str, Any] | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> CaptionVersionRecord:
+        """Insert a caption version unless it exists (content-addressed ids make this idempotent)."""
+        with self._session() as session:
+            row = session.get(CaptionVersion, id)
+            if row is None:
+                row = CaptionVersion(
+                    id=id,
+                    label=label,
+                    source=source,
+                    description=description,
+                    stats=stats,
+                    created_at=utcnow(),
+                    **(summary or {}),
+                )
+                session.add(row)
+            elif label and not row.label:
+                row.label = label
+            session.flush()
+            return _caption_version_record(row)
+
+    def list_caption_versions(self) -> list[CaptionVersionRecord]:
+        with self._session() as session:
+            rows = session.scalars(sa.select(CaptionVersion).order_by(CaptionVersion.created_at, CaptionVersion.id))
+            return [_caption_version_record(r) for r in rows]
+
+    # ---- evaluation scores -----------------------------------------------------------------------------------
+
+    def ensure_prompt_suite(
+        self, name: str, prompts: Sequence[dict[str, Any]], *, description: str | None = None,
+        content_sha256: str | None = None,
+    ) -> dict[str, int]:
+        """Record a prompt suite (once); returns prompt name -> prompt id."""
+        with self._session() as session:
+            suite = session.scalars(sa.select(PromptSuite).where(PromptSuite.name == name)).first()
+            if suite is None:
+                suite = PromptSuite(name=name, description=description, content_sha256=content_sha256,
+                                    created_at=utcnow())
+                session.add(suite)
+                session.flush()
+                for position, prompt in enumerate(prompts):
+                    session.add(
+                        Prompt(
+                            suite_id=suite.id,
+                            position=position,
+                            name=prompt["name"],
+                            text=prompt["text"],
+                            negative=prompt.get("negative"),
+                            seeds=list(prompt.get("seeds", [])),
+                        )
+                    )
+                session.flush()
+            elif content_sha256 and suite.content_sha256 and suite.content_sha256 != content_sha256:
+                raise InputError(
+                    f"prompt suite {name!r} is already recorded with different prompts",
+                    "give the changed suite a new name so that old scores stay comparable",
+                )
+            rows = session.scalars(sa.select(Prompt).where(Prompt.suite_id == suite.id)).all()
+            return {p.name: p.id for p in rows}
+
+    def create_evaluation(
+        self,
+        run_id: str,
+        *,
+        mode: str,
+        suite_name: str | None = None,
+        steps: int | None = None,
+        cfg_scale: float | None = None,
+        sampler: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> int:
+        with self._session() as session:
+            suite_id = None
+            if suite_name:
+                suite_id = session.scalars(sa.select(PromptSuite.id).where(PromptSuite.name == suite_name)).first()
+                if suite_id is None:
+                    raise NotFoundError(f"no prompt suite {suite_name!r}", "record the suite first")
+            row = Evaluation(
+                run_id=run_id, suite_id=suite_id, mode=mode, steps=steps, cfg_scale=cfg_scale, sampler=sampler,
+                width=width, height=height, settings=settings, created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def record_samples(self, evaluation_id: int, samples: Iterable[SampleScore]) -> int:
+        """Store scored samples and bring run_epoch_scores and the run's best epoch up to date, atomically."""
+        samples = list(samples)
+        with self._session() as session:
+            evaluation = session.get(Evaluation, evaluation_id)
+            if evaluation is None:
+                raise NotFoundError(f"no evaluation {evaluation_id}", None)
+            now = utcnow()
+            rows = []
+            for sample in samples:
+                unknown = set(sample.metrics) - set(METRICS)
+                if unknown:
+                    raise InputError(f"unknown metric(s) {sorted(unknown)}", f"metrics are {', '.join(METRICS)}")
+                rows.append(
+                    {
+                        "evaluation_id": evaluation_id,
+                        "run_id": evaluation.run_id,
+                        "epoch": sample.epoch,
+                        "prompt_id": sample.prompt_id,
+                        "seed": sample.seed,
+                        "image_uri": sample.image_uri,
+                        "image_24_uri": sample.image_24_uri,
+                        "created_at": now,
+                        **{m: sample.metrics.get(m) for m in METRICS},
+                    }
+                )
+            if rows:
+                session.execute(sa.insert(EvaluationSample), rows)
+            for epoch in sorted({s.epoch for s in samples}):
+                _refresh_epoch_score(session, evaluation.run_id, epoch)
+            _refresh_best_epoch(session, evaluation.run_id)
+            return len(rows)
+
+    def set_reported_epoch_score(self, run_id: str, epoch: int, *, unique_colors_24_mean: float) -> None:
+        """Record a score the users reported without the images behind it (their notes)."""
+        with self._session() as session:
+            row = session.get(RunEpochScore, (run_id, epoch))
+            if row is None:
+                row = RunEpochScore(run_id=run_id, epoch=epoch, sample_count=0, reported=True)
+                session.add(row)
+            elif not row.reported:
+                return  # real samples win over a reported figure
+            row.unique_colors_24_mean = unique_colors_24_mean
+            session.flush()
+            _refresh_best_epoch(session, run_id)
+
+    def epoch_scores(self, run_id: str) -> list[EpochScore]:
+        with self._session() as session:
+            rows = session.scalars(
+                sa.select(RunEpochScore).where(RunEpochScore.run_id == run_id).order_by(RunEpochScore.epoch)
+            )
+            return [
+                EpochScore(
+                    run_id=r.run_id,
+                    epoch=r.epoch,
+                    sample_count=r.sample_count,
+                    reported=bool(r.reported),
+                    metrics={
+                        m: {agg: getattr(r, f"{m}_{agg}") for agg in ("mean", "min", "max")} for m in METRICS
+                    },
+                )
+                for r in rows
+            ]
+
+    def refresh_summaries(self) -> int:
+        """Rebuild run_epoch_scores from evaluation_samples (kept reported rows with no samples); returns count."""
+        with self._session() as session:
+            pairs = session.execute(sa.select(EvaluationSample.run_id, EvaluationSample.epoch).distinct()).all()
+            for run_id, epoch in pairs:
+                _refresh_epoch_score(session, run_id, epoch)
+            for run_id in {run_id for run_id, _ in pairs}:
+                _refresh_best_epoch(session, run_id)
+            return len(pairs)
+
+    # ---- views -------------------------------------------------------------------------------------------------
+
+    def query_view(
+        self, name: str, *, filters: dict[str, Any] | None = None, limit: int | None = None
+    ) -> ViewResult:
+        if name not in VIEW_COLUMNS:
+            raise NotFoundError(f"no view {name!r}", f"views: {', '.join(VIEW_COLUMNS)}")
+        columns = VIEW_COLUMNS[name]
+        clauses, params = [], {}
+        for i, (column, value) in enumerate((filters or {}).items()):
+            if column not in columns:
+                raise InputError(f"view {name} has no column {column!r}", f"columns: {', '.join(columns)}")
+            clauses.append(f"{column} = :p{i}")
+            params[f"p{i}"] = value
+        sql = f"SELECT {', '.join(columns)} FROM {name}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY {VIEW_ORDER[name]}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self._session() as session:
+            result = session.execute(sa.text(sql), params)
+            rows = [[_plain(v) for v in row] for row in result]
+        return ViewResult(name=name, columns=list(columns), rows=rows)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return _aware(value).isoformat()
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == " ":
+        # SQLite returns view datetimes as text; normalise to ISO 8601 in UTC like PostgreSQL's.
+        try:
+            return _aware(datetime.fromisoformat(value)).isoformat()
+        except ValueError:
+            return value
+    return value
+
+
+def _refresh_epoch_score(session: Session, run_id: str, epoch: int) -> None:
+    aggregates = [sa.func.count(EvaluationSample.id)]
+    for metric in METRICS:
+        column = getattr(EvaluationSample, metric)
+        aggregates += [sa.func.avg(column), sa.func.min(column), sa.func.max(column)]
+    result = session.execute(
+        sa.select(*aggregates).where(EvaluationSample.run_id == run_id, EvaluationSample.epoch == epoch)
+    ).one()
+    count, values = result[0], result[1:]
+    row = session.get(RunEpochScore, (run_id, epoch))
+    if count == 0:
+        if row is not None and not row.reported:
+            session.delete(row)
+        return
+    if row is None:
+        row = RunEpochScore(run_id=run_id, epoch=epoch)
+        session.add(row)
+    row.sample_count = count
+    row.reported = False
+    for i, metric in enumerate(METRICS):
+        for j, agg in enumerate(("mean", "min", "max")):
+            value = values[3 * i + j]
+            setattr(row, f"{metric}_{agg}", float(value) if value is not None else None)
+    session.flush()
+
+
+def _refresh_best_epoch(session: Session, run_id: str) -> None:
+    """Best epoch: lowest mean unique_colors_24; ties broken by lower mean palette_distance, then earlier epoch."""
+    best = session.execute(
+        sa.select(RunEpochScore.epoch, RunEpochScore.unique_colors_24_mean)
+        .where(RunEpochScore.run_id == run_id, RunEpochScore.unique_colors_24_mean.is_not(None))
+        .order_by(
+            RunEpochScore.unique_colors_24_mean,
+            sa.case((RunEpochScore.palette_distance_mean.is_(None), 1), else_=0),
+            RunEpochScore.palette_distance_mean,
+            RunEpochScore.epoch,
+        )
+        .limit(1)
+    ).first()
+    session.execute(
+        sa.update(Run)
+        .where(Run.id == run_id)
+        .values(best_epoch=best[0] if best else None, best_score=best[1] if best else None)
+    )
+
+
+def _run_record(row: Run) -> RunRecord:
+    values = {f.name: getattr(row, f.name) for f in fields(RunRecord)}
+    for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
+        values[key] = _aware(values[key])
+    values["tags"] = list(row.tags or [])
+    return RunRecord(**values)
+
+
+def _event_record(row: RunEvent) -> EventRecord:
+    return EventRecord(
+        id=row.id, run_id=row.run_id, at=_aware(row.at), kind=row.kind, epoch=row.epoch, step=row.step,
+        loss=row.loss, message=row.message, data=row.data,
+    )
+
+
+def _checkpoint_record(row: Checkpoint) -> CheckpointRecord:
+    return CheckpointRecord(
+        id=row.id, run_id=row.run_id, epoch=row.epoch, step=row.step, uri=row.uri, sha256=row.sha256,
+        size_bytes=row.size_bytes, metadata=row.metadata_json, created_at=_aware(row.created_at),
+    )
+
+
+def _caption_version_record(row: CaptionVersion) -> CaptionVersionRecord:
+    values = {f.name: getattr(row, f.name) for f in fields(CaptionVersionRecord)}
+    values["created_at"] = _aware(values["created_at"])
+    return CaptionVersionRecord(**values)
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+__all__ = ["TrackingStore", "SampleScore", "ALLOWED_TRANSITIONS", "new_run_id", "utcnow", "this_host", "DatabaseError"]

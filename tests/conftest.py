@@ -1,0 +1,123 @@
+"""Shared fixtures: every tracking test runs against SQLite and against the real PostgreSQL server.
+
+PostgreSQL: $ORCHESTRATOR_TEST_PG_URL (default: the local server, trust auth). Each test session creates its own
+fresh database and drops it at the end; tests that need an empty database create one of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+PG_SERVER_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _admin_engine() -> sa.Engine:
+    url = make_url(PG_SERVER_URL).set(drivername="postgresql+psycopg")
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+class PgDatabases:
+    """Creates throw-away databases on the test server and drops them afterwards."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"orch_test_{os.getpid()}_{secrets.token_hex(4)}"
+        engine = _admin_engine()
+        with engine.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        self.created.append(name)
+        return make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        engine = _admin_engine()
+        with engine.connect() as connection:
+            for name in self.created:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases]:
+    databases = PgDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_session_url(pg_databases: PgDatabases) -> str:
+    """One migrated PostgreSQL database for the whole test session."""
+    from orchestrator.tracking import db
+
+    url = pg_databases.create()
+    engine = db.create_engine_for(db.resolve_url(url))
+    db.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def empty_db_url(backend: str, tmp_path: Path, pg_databases: PgDatabases) -> str:
+    """A brand-new, empty database (no schema) on the backend under test."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    return pg_databases.create()
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request) -> str:
+    """A migrated database with no rows, on the backend under test."""
+    from orchestrator.tracking import db
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tracking.db'}"
+        engine = db.create_engine_for(db.resolve_url(url))
+        db.upgrade(engine)
+        engine.dispose()
+        return url
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def pg_url(pg_session_url: str) -> str:
+    """The session's migrated PostgreSQL database, emptied of rows."""
+    from orchestrator.tracking import db
+    from orchestrator.tracking.models import Base
+
+    engine = db.create_engine_for(db.resolve_url(pg_session_url))
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return pg_session_url
+
+
+@pytest.fixture
+def store(db_url: str):
+    from orchestrator.tracking.store import TrackingStore
+
+    with TrackingStore(db_url) as tracking_store:
+        yield tracking_store
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the real per-user data directory or a database URL from the developer's environment."""
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path / "orchestrator-home"))
+    monkeypatch.delenv("ORCHESTRATOR_DATABASE_URL", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_STORE", raising=False)

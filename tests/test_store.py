@@ -1,0 +1,209 @@
+"""The tracking store on both databases: run lifecycle, lookups, events, checkpoints, scores and views."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError
+from orchestrator.tracking.entities import NewRun
+from orchestrator.tracking.models import METRICS
+from orchestrator.tracking.store import SampleScore
+
+
+def test_run_lifecycle_records_status_events(store):
+    run = store.create_run(NewRun(name="lifecycle", network_dim=32, tags=("a", "b")))
+    assert run.status == "planned" and run.tags == ["a", "b"]
+    assert run.created_at.tzinfo is not None
+    store.set_status(run.id, "queued")
+    running = store.set_status(run.id, "running", host="gpu-1")
+    assert running.started_at is not None and running.heartbeat_at is not None and running.host == "gpu-1"
+    done = store.set_status(run.id, "succeeded", exit_code=0)
+    assert done.finished_at >= done.started_at and done.exit_code == 0
+    assert [e.message for e in store.events(run.id, kind="status")] == ["planned", "queued", "running", "succeeded"]
+
+
+def test_illegal_transition_is_refused_and_changes_nothing(store):
+    run = store.create_run(NewRun(name="x", status="running"))
+    store.set_status(run.id, "succeeded")
+    with pytest.raises(InputError, match="succeeded; it cannot become running"):
+        store.set_status(run.id, "running")
+    assert store.get_run(run.id).status == "succeeded"
+
+
+def test_unknown_status_is_refused(store):
+    with pytest.raises(InputError):
+        store.create_run(NewRun(name="x", status="finished"))
+
+
+def test_lookup_by_id_prefix_and_name(store):
+    first = store.create_run(NewRun(id="abcd1111", name="alpha"))
+    store.create_run(NewRun(id="abcd2222", name="beta"))
+    assert store.get_run("abcd1111").name == "alpha"
+    assert store.get_run("abcd1").id == first.id
+    assert store.get_run("beta").id == "abcd2222"
+    with pytest.raises(AmbiguousIdError):
+        store.get_run("abcd")
+    with pytest.raises(NotFoundError):
+        store.get_run("nothing-like-this")
+
+
+def test_like_wildcards_in_a_prefix_are_literal(store):
+    store.create_run(NewRun(id="a_b_1", name="one"))
+    store.create_run(NewRun(id="axbx2", name="two"))
+    assert store.get_run("a_b_").id == "a_b_1"
+
+
+def test_rating_range_is_enforced(store):
+    run = store.create_run(NewRun(name="rated"))
+    assert store.update_run(run.id, rating=10).rating == 10
+    with pytest.raises(InputError):
+        store.update_run(run.id, rating=11)
+    with pytest.raises(Exception):
+        store.create_run(NewRun(name="bad", rating=-1))
+
+
+def test_stale_heartbeat_marks_run_lost(store):
+    stale = store.create_run(NewRun(name="stale", status="running"))
+    fresh = store.create_run(NewRun(name="fresh", status="running"))
+    store.set_status(stale.id, "lost")  # running -> lost is legal; now check mark_lost on a real stale heartbeat
+    store.set_status(stale.id, "queued")
+    store.set_status(stale.id, "running")
+    an_hour_ago = store.get_run(stale.id).heartbeat_at - timedelta(hours=1)
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE runs SET heartbeat_at = :at WHERE id = :id"),
+                           {"at": an_hour_ago, "id": stale.id})
+    store.heartbeat(fresh.id)
+    assert store.mark_lost(timedelta(minutes=5)) == [stale.id]
+    assert store.get_run(stale.id).status == "lost"
+    assert store.get_run(fresh.id).status == "running"
+    assert store.mark_lost(timedelta(minutes=5)) == []
+
+
+def test_checkpoints_register_once(store):
+    run = store.create_run(NewRun(name="ckpt"))
+    first = store.add_checkpoint(run.id, uri="file:///x/1", sha256="a" * 64, size_bytes=10, epoch=1,
+                                 metadata={"ss_seed": "42"})
+    again = store.add_checkpoint(run.id, uri="file:///x/1", sha256="a" * 64, size_bytes=10, epoch=1)
+    assert again.id == first.id
+    store.add_checkpoint(run.id, uri="file:///x/2", sha256="b" * 64, size_bytes=11, epoch=2)
+    assert [(c.epoch, c.metadata) for c in store.checkpoints(run.id)] == [(1, {"ss_seed": "42"}), (2, None)]
+
+
+def _suite(store):
+    return store.ensure_prompt_suite(
+        "suite", [{"name": f"p{i}", "text": f"prompt {i}", "seeds": [1, 2]} for i in range(3)]
+    )
+
+
+def test_samples_update_epoch_scores_and_best_epoch(store):
+    run = store.create_run(NewRun(name="scored"))
+    prompts = _suite(store)
+    evaluation = store.create_evaluation(run.id, mode="generate", suite_name="suite", steps=30, cfg_scale=7.0,
+                                         sampler="euler_a", width=512, height=512)
+    samples = []
+    for epoch, base in ((1, 300.0), (2, 210.0), (3, 250.0)):
+        for i, prompt_id in enumerate(prompts.values()):
+            for seed in (1, 2):
+                samples.append(SampleScore(epoch=epoch, prompt_id=prompt_id, seed=seed,
+                                           metrics={"unique_colors_24": base + i * 10 + seed,
+                                                    "palette_distance": 1.0 + i}))
+    assert store.record_samples(evaluation, samples) == 18
+    run = store.get_run(run.id)
+    assert run.best_epoch == 2
+    assert run.best_score == pytest.approx(210 + 10 + 1.5)
+    scores = {s.epoch: s for s in store.epoch_scores(run.id)}
+    assert scores[2].sample_count == 6
+    assert scores[2].metrics["unique_colors_24"]["min"] == 211
+    assert scores[2].metrics["unique_colors_24"]["max"] == 232
+    view = store.query_view("run_epoch_summary", filters={"run_id": run.id})
+    assert [row[2] for row in view.rows] == [1, 2, 3]
+
+
+def test_summary_table_equals_direct_aggregation(store):
+    run = store.create_run(NewRun(name="agg"))
+    prompts = _suite(store)
+    evaluation = store.create_evaluation(run.id, mode="generate", suite_name="suite")
+    values = [17.0, 3.5, 99.25, 42.0, 8.0, 64.5]
+    store.record_samples(evaluation, [
+        SampleScore(epoch=1 + (i % 2), prompt_id=list(prompts.values())[i % 3], seed=i,
+                    metrics={m: v * (k + 1) for k, m in enumerate(METRICS)})
+        for i, v in enumerate(values)
+    ])
+    columns = ", ".join(f"AVG({m}), MIN({m}), MAX({m})" for m in METRICS)
+    with store.engine.connect() as connection:
+        direct = connection.execute(sa.text(
+            f"SELECT epoch, COUNT(*), {columns} FROM evaluation_samples WHERE run_id = :r GROUP BY epoch ORDER BY epoch"
+        ), {"r": run.id}).all()
+    view = store.query_view("run_epoch_summary", filters={"run_id": run.id})
+    for expected, row in zip(direct, view.rows, strict=True):
+        assert row[2] == expected[0] and row[3] == expected[1]
+        assert row[5:] == pytest.approx([float(v) for v in expected[2:]])
+    assert store.refresh_summaries() == 2
+    assert store.query_view("run_epoch_summary", filters={"run_id": run.id}).rows == view.rows
+
+
+def test_best_epoch_ties_broken_by_palette_distance(store):
+    run = store.create_run(NewRun(name="tie"))
+    prompts = _suite(store)
+    evaluation = store.create_evaluation(run.id, mode="generate", suite_name="suite")
+    prompt_id = next(iter(prompts.values()))
+    store.record_samples(evaluation, [
+        SampleScore(epoch=1, prompt_id=prompt_id, seed=1, metrics={"unique_colors_24": 200, "palette_distance": 5}),
+        SampleScore(epoch=2, prompt_id=prompt_id, seed=1, metrics={"unique_colors_24": 200, "palette_distance": 2}),
+        SampleScore(epoch=3, prompt_id=prompt_id, seed=1, metrics={"unique_colors_24": 200}),
+    ])
+    assert store.get_run(run.id).best_epoch == 2
+
+
+def test_reported_scores_yield_to_real_samples(store):
+    run = store.create_run(NewRun(name="reported"))
+    store.set_reported_epoch_score(run.id, 8, unique_colors_24_mean=216.6)
+    assert (store.get_run(run.id).best_epoch, store.get_run(run.id).best_score) == (8, 216.6)
+    prompts = _suite(store)
+    evaluation = store.create_evaluation(run.id, mode="generate", suite_name="suite")
+    store.record_samples(evaluation, [SampleScore(epoch=8, prompt_id=next(iter(prompts.values())), seed=1,
+                                                  metrics={"unique_colors_24": 230})])
+    score = store.epoch_scores(run.id)[0]
+    assert (score.reported, score.sample_count, score.metrics["unique_colors_24"]["mean"]) == (False, 1, 230)
+    store.set_reported_epoch_score(run.id, 8, unique_colors_24_mean=1.0)  # ignored: samples exist
+    assert store.get_run(run.id).best_score == 230
+
+
+def test_unknown_metric_is_refused_and_nothing_is_written(store):
+    run = store.create_run(NewRun(name="bad-metric"))
+    prompts = _suite(store)
+    evaluation = store.create_evaluation(run.id, mode="generate", suite_name="suite")
+    prompt_id = next(iter(prompts.values()))
+    with pytest.raises(InputError, match="unknown metric"):
+        store.record_samples(evaluation, [
+            SampleScore(epoch=1, prompt_id=prompt_id, seed=1, metrics={"unique_colors_24": 1}),
+            SampleScore(epoch=1, prompt_id=prompt_id, seed=2, metrics={"colours": 1}),
+        ])
+    assert store.epoch_scores(run.id) == []
+
+
+def test_prompt_suite_recorded_once_and_changes_refused(store):
+    first = store.ensure_prompt_suite("s", [{"name": "a", "text": "x"}], content_sha256="1" * 64)
+    assert store.ensure_prompt_suite("s", [{"name": "a", "text": "x"}], content_sha256="1" * 64) == first
+    with pytest.raises(InputError, match="different prompts"):
+        store.ensure_prompt_suite("s", [{"name": "a", "text": "y"}], content_sha256="2" * 64)
+
+
+def test_view_filters_reject_unknown_columns(store):
+    with pytest.raises(InputError, match="no column"):
+        store.query_view("training_summary", filters={"nope": 1})
+    with pytest.raises(NotFoundError):
+        store.query_view("no_such_view")
+
+
+def test_training_summary_duration(store):
+    run = store.create_run(NewRun(name="timed", status="running"))
+    done = store.set_status(run.id, "succeeded")
+    row = dict(zip(*(lambda v: (v.columns, v.rows[0]))(store.query_view("training_summary",
+                                                                       filters={"run_id": run.id}))))
+    expected = (done.finished_at - done.started_at).total_seconds()
+    assert row["duration_s"] == pytest.approx(expected, abs=0.01)
+    assert row["status"] == "succeeded"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Start the local PostgreSQL cluster if it is down (the tests talk to a real server), and make sure pgbouncer is
+# there for the transaction-pooler test. Both are best effort: the tests say clearly what is missing.
+set -u
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  if [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y -q pgbouncer >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pgbouncer >/dev/null 2>&1; }) \
+    || echo "note: could not install pgbouncer; the transaction-pooler test will be skipped"
+fi
+pg_isready -h 127.0.0.1 -p 5432 || echo "warning: PostgreSQL on 127.0.0.1:5432 is not answering"
