@@ -1,0 +1,65 @@
+"""file:// — the embedded default: a content-addressed folder on a local disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from orchestrator.artifacts.base import Artifact, ArtifactError, ArtifactStore, object_key
+
+
+def path_from_file_uri(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        raise ArtifactError(f"{uri!r} is not a local file:// URI", "use file:///absolute/path")
+    return Path(unquote(parsed.path))
+
+
+class FileStore(ArtifactStore):
+    scheme = "file"
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.root = path_from_file_uri(self.uri)
+
+    def _path(self, sha256: str) -> Path:
+        return self.root / object_key(sha256)
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).is_file()
+
+    def _upload(self, path: Path, sha256: str, size: int) -> None:
+        target = self._path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{sha256}.partial-{os.getpid()}")
+        try:
+            shutil.copyfile(path, partial)
+            os.chmod(partial, 0o444)  # content-addressed objects never change
+            os.replace(partial, target)  # atomic: readers never see half an object
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _download(self, sha256: str, dest: Path) -> None:
+        source = self._path(sha256)
+        if not source.is_file():
+            raise ArtifactError(f"{self.uri_for(sha256)}: no such artifact", f"is the store {self.uri} the right one?")
+        shutil.copyfile(source, dest)
+
+    def local_path(self, sha256: str) -> Path:
+        """The object's own file (read-only), for readers that need no copy."""
+        return self._path(sha256)
+
+    def list(self) -> Iterator[Artifact]:
+        base = self.root / "sha256"
+        if not base.is_dir():
+            return
+        for fan in sorted(base.iterdir()):
+            for item in sorted(fan.iterdir()):
+                if item.is_file() and not item.name.startswith("."):
+                    yield Artifact(uri=self.uri_for(item.name), sha256=item.name, size=item.stat().st_size)
+
+    def delete(self, sha256: str) -> None:
+        self._path(sha256).unlink(missing_ok=True)
