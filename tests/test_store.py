@@ -207,3 +207,11 @@ def test_training_summary_duration(store):
     expected = (done.finished_at - done.started_at).total_seconds()
     assert row["duration_s"] == pytest.approx(expected, abs=0.01)
     assert row["status"] == "succeeded"
+
+
+def test_refresh_keeps_reported_scores_without_samples(store):
+    reported = store.create_run(NewRun(name="reported-only"))
+    store.set_reported_epoch_score(reported.id, 8, unique_colors_24_mean=216.6)
+    assert store.refresh_summaries() == 0
+    assert (store.get_run(reported.id).best_epoch, store.get_run(reported.id).best_score) == (8, 216.6)
+    assert store.epoch_scores(reported.id)[0].reported is True

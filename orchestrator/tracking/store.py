@@ -43,7 +43,7 @@ from orchestrator.tracking.models import (
     RunEpochScore,
     RunEvent,
 )
-from orchestrator.tracking.views import VIEW_COLUMNS, VIEW_ORDER
+from orchestrator.tracking.views import VIEW_COLUMNS, VIEW_ORDER, VIEW_TIMESTAMP_COLUMNS
 
 # Which statuses a run may move to from each status. Enforced atomically with UPDATE … WHERE status IN (…), so two
 # processes racing on one run cannot both win.
@@ -501,14 +501,32 @@ class TrackingStore:
             ]
 
     def refresh_summaries(self) -> int:
-        """Rebuild run_epoch_scores from evaluation_samples (kept reported rows with no samples); returns count."""
+        """Rebuild run_epoch_scores and every run's best epoch from evaluation_samples, set-based.
+
+        Reported rows (the users' figures with no samples behind them) are kept unless samples now exist for that
+        (run, epoch). Returns the number of (run, epoch) rows computed from samples.
+        """
+        aggregates = ", ".join(f"AVG({m}), MIN({m}), MAX({m})" for m in METRICS)
+        columns = ", ".join(f"{m}_{agg}" for m in METRICS for agg in ("mean", "min", "max"))
         with self._session() as session:
-            pairs = session.execute(sa.select(EvaluationSample.run_id, EvaluationSample.epoch).distinct()).all()
-            for run_id, epoch in pairs:
-                _refresh_epoch_score(session, run_id, epoch)
-            for run_id in {run_id for run_id, _ in pairs}:
-                _refresh_best_epoch(session, run_id)
-            return len(pairs)
+            session.execute(sa.text(
+                "DELETE FROM run_epoch_scores WHERE reported = :no OR EXISTS (SELECT 1 FROM evaluation_samples e "
+                "WHERE e.run_id = run_epoch_scores.run_id AND e.epoch = run_epoch_scores.epoch)"
+            ), {"no": False})
+            inserted = session.execute(sa.text(
+                f"INSERT INTO run_epoch_scores (run_id, epoch, sample_count, reported, {columns}) "
+                f"SELECT run_id, epoch, COUNT(*), :no, {aggregates} FROM evaluation_samples GROUP BY run_id, epoch"
+            ), {"no": False}).rowcount
+            best = (
+                "SELECT s.{col} FROM run_epoch_scores s WHERE s.run_id = runs.id AND s.unique_colors_24_mean IS NOT NULL "
+                "ORDER BY s.unique_colors_24_mean, CASE WHEN s.palette_distance_mean IS NULL THEN 1 ELSE 0 END, "
+                "s.palette_distance_mean, s.epoch LIMIT 1"
+            )
+            session.execute(sa.text(
+                f"UPDATE runs SET best_epoch = ({best.format(col='epoch')}), "
+                f"best_score = ({best.format(col='unique_colors_24_mean')})"
+            ))
+            return inserted
 
     # ---- views -------------------------------------------------------------------------------------------------
 
@@ -530,9 +548,14 @@ class TrackingStore:
         sql += f" ORDER BY {VIEW_ORDER[name]}"
         if limit:
             sql += f" LIMIT {int(limit)}"
+        # Only these columns need converting (timestamps: SQLite returns text); the rest pass through untouched,
+        # which keeps a 10k-row view cheap to fetch.
+        convert = [i for i, column in enumerate(columns) if column in VIEW_TIMESTAMP_COLUMNS]
         with self._session() as session:
-            result = session.execute(sa.text(sql), params)
-            rows = [[_plain(v) for v in row] for row in result]
+            rows = [list(row) for row in session.execute(sa.text(sql), params)]
+        for row in rows:
+            for i in convert:
+                row[i] = _plain(row[i])
         return ViewResult(name=name, columns=list(columns), rows=rows)
 
 

@@ -52,3 +52,4 @@ VIEW_ORDER: dict[str, str] = {
 }
 
 VIEW_NAMES = tuple(VIEW_COLUMNS)
+VIEW_TIMESTAMP_COLUMNS = frozenset({"created_at"})
