@@ -42,6 +42,7 @@ from orchestrator.tracking.models import (
     Run,
     RunEpochScore,
     RunEvent,
+    TrainingStep,
 )
 from orchestrator.tracking.views import VIEW_COLUMNS, VIEW_ORDER, VIEW_TIMESTAMP_COLUMNS
 
@@ -334,6 +335,26 @@ class TrackingStore:
             session.flush()
             return _checkpoint_record(row)
 
+    def record_training_steps(self, run_id: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Store per-step scalars (replacing any earlier copy of the same steps)."""
+        steps = [row["step"] for row in rows]
+        with self._session() as session:
+            for start in range(0, len(steps), 500):
+                session.execute(sa.delete(TrainingStep).where(TrainingStep.run_id == run_id,
+                                                              TrainingStep.step.in_(steps[start:start + 500])))
+            if rows:
+                session.execute(sa.insert(TrainingStep), [{"run_id": run_id, **row} for row in rows])
+            return len(rows)
+
+    def training_steps(self, run_id: str) -> list[dict[str, Any]]:
+        with self._session() as session:
+            query = sa.select(TrainingStep).where(TrainingStep.run_id == run_id).order_by(TrainingStep.step)
+            return [
+                {"step": r.step, "epoch": r.epoch, "loss": r.loss, "average_loss": r.average_loss,
+                 "learning_rate": r.learning_rate, "wall_time": r.wall_time}
+                for r in session.scalars(query)
+            ]
+
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         with self._session() as session:
             query = sa.select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.epoch, Checkpoint.id)
@@ -557,6 +578,213 @@ class TrackingStore:
             for i in convert:
                 row[i] = _plain(row[i])
         return ViewResult(name=name, columns=list(columns), rows=rows)
+
+
+    # ---- datasets and caption versions ----
+    # Snapshots and caption versions are content-addressed: recording the same content twice changes nothing.
+    # Models and records are imported inside the methods so this section stays self-contained.
+
+    def record_snapshot(self, snapshot: Any, caption_version: Any) -> Any:
+        """Record a dataset snapshot, its images and its caption version (with entries) in one transaction.
+
+        Idempotent. A caption label already used by another version is an error; a label asked for on content
+        that already has another label keeps the old one and says so in ``notes``.
+        """
+        from sqlalchemy.exc import IntegrityError
+
+        for attempt in (1, 2):
+            session = self._sessions()
+            try:
+                result = self._record_snapshot(session, snapshot, caption_version)
+                session.commit()
+                return result
+            except IntegrityError as error:
+                session.rollback()
+                if attempt == 2:
+                    raise db.describe_connection_error(self.url, error) from None
+                # Another process recorded the same content at the same moment: the retry finds its rows.
+            except SQLAlchemyError as error:
+                session.rollback()
+                raise db.describe_connection_error(self.url, error) from None
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+        raise AssertionError("unreachable")
+
+    def _record_snapshot(self, session: Session, snapshot: Any, caption_version: Any) -> Any:
+        from orchestrator.tracking.entities import RecordedSnapshot
+        from orchestrator.tracking.models import CaptionEntry, DatasetSnapshot, SnapshotImage
+
+        notes: list[str] = []
+        label = caption_version.label
+        if label:
+            other = session.scalars(
+                sa.select(CaptionVersion.id).where(CaptionVersion.label == label, CaptionVersion.id != caption_version.id)
+            ).first()
+            if other is not None:
+                raise InputError(
+                    f"caption label {label!r} is already used by caption version {other[:12]}",
+                    f"choose another --label, or rename that version: orchestrator captions label {other[:12]} NEW",
+                )
+        version = session.get(CaptionVersion, caption_version.id)
+        version_created = version is None
+        if version is None:
+            version = CaptionVersion(
+                id=caption_version.id, label=label, source="snapshot", description=caption_version.description,
+                stats=caption_version.stats, created_at=utcnow(), **caption_version.summary,
+            )
+            session.add(version)
+            session.flush()
+            if caption_version.entries:
+                session.execute(sa.insert(CaptionEntry), [
+                    {"caption_version_id": caption_version.id, "image_sha256": e.image_sha256, "caption": e.caption,
+                     "caption_sha256": e.caption_sha256, "chars": e.chars, "tokens": e.tokens,
+                     "hex_codes": e.hex_codes}
+                    for e in caption_version.entries
+                ])
+        elif label and version.label is None:
+            version.label = label
+        elif label and version.label != label:
+            notes.append(f"caption version {version.id[:12]} is already labelled {version.label!r}; kept that label "
+                         f"(rename it with `orchestrator captions label {version.id[:12]} {label}`)")
+        row = session.get(DatasetSnapshot, snapshot.id)
+        snapshot_created = row is None
+        if row is None:
+            row = DatasetSnapshot(
+                id=snapshot.id, label=snapshot.label, source_kind=snapshot.source_kind,
+                source_path=snapshot.source_path, image_count=len(snapshot.images), total_bytes=snapshot.total_bytes,
+                caption_version_id=caption_version.id, dataset_toml=snapshot.dataset_toml,
+                archive_uri=snapshot.archive_uri, archive_sha256=snapshot.archive_sha256,
+                archive_bytes=snapshot.archive_bytes, created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            if snapshot.images:
+                session.execute(sa.insert(SnapshotImage), [
+                    {"snapshot_id": snapshot.id, "path": i.path, "subset": i.subset, "sha256": i.sha256,
+                     "size_bytes": i.size_bytes, "width": i.width, "height": i.height, "mode": i.mode,
+                     "caption_sha256": i.caption_sha256}
+                    for i in snapshot.images
+                ])
+        elif snapshot.label and row.label is None:
+            row.label = snapshot.label
+        elif snapshot.label and row.label != snapshot.label:
+            notes.append(f"snapshot {row.id[:12]} is already labelled {row.label!r}; kept that label")
+        session.flush()
+        return RecordedSnapshot(
+            snapshot=self._snapshot_record(row), caption_version=_caption_version_record(version),
+            snapshot_created=snapshot_created, caption_version_created=version_created, notes=tuple(notes),
+        )
+
+    def get_snapshot(self, ref: str) -> Any:
+        """Find a snapshot by full id, label (unless several snapshots share it) or unique id prefix (4+ chars)."""
+        from orchestrator.tracking.models import DatasetSnapshot
+
+        with self._session() as session:
+            return self._snapshot_record(self._find_content(session, DatasetSnapshot, ref, "dataset snapshot",
+                                                            "orchestrator dataset list"))
+
+    def list_snapshots(self) -> list[Any]:
+        from orchestrator.tracking.models import DatasetSnapshot
+
+        with self._session() as session:
+            rows = session.scalars(sa.select(DatasetSnapshot).order_by(DatasetSnapshot.created_at.desc(),
+                                                                        DatasetSnapshot.id))
+            return [self._snapshot_record(r) for r in rows]
+
+    def snapshot_images(self, snapshot_id: str) -> list[Any]:
+        from orchestrator.tracking.entities import SnapshotImageRecord
+        from orchestrator.tracking.models import SnapshotImage
+
+        with self._session() as session:
+            rows = session.scalars(
+                sa.select(SnapshotImage).where(SnapshotImage.snapshot_id == snapshot_id).order_by(SnapshotImage.path)
+            )
+            return [SnapshotImageRecord(
+                snapshot_id=r.snapshot_id, path=r.path, subset=r.subset, sha256=r.sha256, size_bytes=r.size_bytes,
+                width=r.width, height=r.height, mode=r.mode, caption_sha256=r.caption_sha256) for r in rows]
+
+    def get_caption_version(self, ref: str) -> CaptionVersionRecord:
+        """Find a caption version by full id, label or unique id prefix (4+ characters)."""
+        with self._session() as session:
+            return _caption_version_record(self._find_content(session, CaptionVersion, ref, "caption version",
+                                                              "orchestrator captions list"))
+
+    def caption_entries(self, version_id: str) -> list[Any]:
+        from orchestrator.tracking.entities import CaptionEntryRecord
+        from orchestrator.tracking.models import CaptionEntry
+
+        with self._session() as session:
+            rows = session.scalars(sa.select(CaptionEntry).where(CaptionEntry.caption_version_id == version_id)
+                                   .order_by(CaptionEntry.image_sha256))
+            return [CaptionEntryRecord(
+                caption_version_id=r.caption_version_id, image_sha256=r.image_sha256, caption=r.caption,
+                caption_sha256=r.caption_sha256, chars=r.chars, tokens=r.tokens, hex_codes=r.hex_codes) for r in rows]
+
+    def caption_image_paths(self, version_id: str) -> dict[str, str]:
+        """image sha256 → a path it had in a snapshot that used this caption version (first by path)."""
+        from orchestrator.tracking.models import DatasetSnapshot, SnapshotImage
+
+        with self._session() as session:
+            rows = session.execute(
+                sa.select(SnapshotImage.sha256, SnapshotImage.path)
+                .join(DatasetSnapshot, DatasetSnapshot.id == SnapshotImage.snapshot_id)
+                .where(DatasetSnapshot.caption_version_id == version_id)
+                .order_by(SnapshotImage.path)
+            ).all()
+            paths: dict[str, str] = {}
+            for sha, path in rows:
+                paths.setdefault(sha, path)
+            return paths
+
+    def label_caption_version(self, ref: str, label: str) -> CaptionVersionRecord:
+        """Give a caption version a (unique) label, replacing any label it had."""
+        label = label.strip()
+        if not label or len(label) > 200:
+            raise InputError(f"label {label!r} is empty or longer than 200 characters", "use a short name")
+        with self._session() as session:
+            row = self._find_content(session, CaptionVersion, ref, "caption version", "orchestrator captions list")
+            other = session.scalars(
+                sa.select(CaptionVersion.id).where(CaptionVersion.label == label, CaptionVersion.id != row.id)
+            ).first()
+            if other is not None:
+                raise InputError(f"caption label {label!r} is already used by caption version {other[:12]}",
+                                 f"choose another name, or rename {other[:12]} first")
+            row.label = label
+            session.flush()
+            return _caption_version_record(row)
+
+    @staticmethod
+    def _find_content(session: Session, model: Any, ref: str, what: str, list_command: str) -> Any:
+        # Exact id, then label, then id prefix: a label wins over a prefix that happens to match it.
+        row = session.get(model, ref)
+        if row is not None:
+            return row
+        candidates = session.scalars(sa.select(model).where(model.label == ref).limit(5)).all()
+        if not candidates and len(ref) >= 4:
+            pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            candidates = session.scalars(sa.select(model).where(model.id.like(pattern, escape="\\")).limit(5)).all()
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise NotFoundError(f"no {what} {ref!r}", f"list them with `{list_command}`")
+        ids = ", ".join(c.id[:16] for c in candidates)
+        raise AmbiguousIdError(f"{ref!r} matches several {what}s ({ids})", "give more characters of the id")
+
+    @staticmethod
+    def _snapshot_record(row: Any) -> Any:
+        from orchestrator.tracking.entities import DatasetSnapshotRecord
+
+        return DatasetSnapshotRecord(
+            id=row.id, label=row.label, source_kind=row.source_kind, source_path=row.source_path,
+            image_count=row.image_count, total_bytes=row.total_bytes, caption_version_id=row.caption_version_id,
+            dataset_toml=row.dataset_toml, archive_uri=row.archive_uri, archive_sha256=row.archive_sha256,
+            archive_bytes=row.archive_bytes, created_at=_aware(row.created_at),
+        )
+
+    # ---- end of datasets and caption versions ----
 
 
 def _plain(value: Any) -> Any:

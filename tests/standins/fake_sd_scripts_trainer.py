@@ -1,0 +1,85 @@
+"""TEST STAND-IN for sd-scripts' train_network.py, used only by the local-executor tests.
+
+It prints what train_network.py prints at the pinned commit (accelerator.print lines, a tqdm bar redrawn with \\r,
+``saving checkpoint:`` before each save), writes real safetensors files with ss_* metadata and real TensorBoard
+event files (tensorboardX), so the executor's parsing, registration and process control are exercised without a
+GPU. The real trainer is exercised by tests/test_sd_scripts_integration.py where sd-scripts is available.
+
+    python fake_sd_scripts_trainer.py --epochs 2 --steps 3 --mode ok|crash|no_checkpoint|hang [--spawn-child FILE]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from safetensors.numpy import save_file
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--mode", default="ok")
+    parser.add_argument("--output_dir", default="output")
+    parser.add_argument("--logging_dir", default="logs")
+    parser.add_argument("--output_name", default="punks")
+    parser.add_argument("--seed", default="42")
+    parser.add_argument("--spawn-child", default=None, help="start a child process and write its pid here")
+    parser.add_argument("--step-seconds", type=float, default=0.01)
+    args = parser.parse_args()
+
+    if args.spawn_child:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(args.spawn_child, "w") as handle:
+            handle.write(str(child.pid))
+
+    print("running training / 学習開始", flush=True)
+    print(f"  num epochs / epoch数: {args.epochs}", flush=True)
+    if args.mode == "no_checkpoint":
+        print("No data found. Please verify arguments (train_data_dir must be the parent of folders with images)")
+        return 0
+
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(os.path.join(args.logging_dir, "network_train"))
+    os.makedirs(args.output_dir, exist_ok=True)
+    total = args.epochs * args.steps
+    step = 0
+    for epoch in range(args.epochs):
+        print(f"\nepoch {epoch + 1}/{args.epochs}\n", flush=True)
+        for _ in range(args.steps):
+            step += 1
+            loss = 1.0 / step
+            writer.add_scalar("loss/current", loss, step)
+            writer.add_scalar("loss/average", loss * 0.9, step)
+            writer.add_scalar("lr/unet", 1e-4, step)
+            bar = f"\rsteps: {100 * step // total:3d}%|##| {step}/{total} [00:01<00:01,  2.50it/s, avr_loss={loss * 0.9:.4g}]"
+            sys.stdout.write(bar)
+            sys.stdout.flush()
+            time.sleep(args.step_seconds)
+            if args.mode == "crash" and step == args.steps + 1:
+                print("\nTraceback (most recent call last):\nRuntimeError: CUDA out of memory", flush=True)
+                return 3
+        writer.flush()
+        last = epoch + 1 == args.epochs
+        name = f"{args.output_name}.safetensors" if last else f"{args.output_name}-{epoch + 1:06d}.safetensors"
+        path = os.path.join(args.output_dir, name)
+        print(f"\nsaving checkpoint: {path}", flush=True)
+        metadata = {"ss_epoch": str(epoch + 1), "ss_steps": str(step), "ss_seed": args.seed,
+                    "ss_network_dim": "32", "ss_tag_frequency": json.dumps({"10_punk": {"pixel art": 4}})}
+        save_file({"lora_unet.weight": np.full((4, 4), epoch, dtype=np.float16)}, path, metadata=metadata)
+        if args.mode == "hang" and epoch == 0:
+            print("\nepoch 2/2\n", flush=True)
+            while True:  # a trainer stuck in its second epoch
+                time.sleep(0.1)
+    writer.close()
+    print("model saved.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
