@@ -355,6 +355,19 @@ class TrackingStore:
                 for r in session.scalars(query)
             ]
 
+    def find_checkpoints(self, *, sha256: str | None = None, metadata_key: str | None = None,
+                         metadata_value: Any = None) -> list[CheckpointRecord]:
+        """Checkpoints with this content hash, or whose metadata has key = value (compared in Python, so the
+        JSON column works the same on SQLite and PostgreSQL)."""
+        with self._session() as session:
+            query = sa.select(Checkpoint).order_by(Checkpoint.id)
+            if sha256:
+                query = query.where(Checkpoint.sha256 == sha256)
+            rows = session.scalars(query).all()
+            if metadata_key is not None:
+                rows = [r for r in rows if (r.metadata_json or {}).get(metadata_key) == metadata_value]
+            return [_checkpoint_record(r) for r in rows]
+
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         with self._session() as session:
             query = sa.select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.epoch, Checkpoint.id)
@@ -738,6 +751,11 @@ class TrackingStore:
             for sha, path in rows:
                 paths.setdefault(sha, path)
             return paths
+
+    def caption_label_owner(self, label: str) -> str | None:
+        """The id of the caption version that has this label, if any."""
+        with self._session() as session:
+            return session.scalars(sa.select(CaptionVersion.id).where(CaptionVersion.label == label)).first()
 
     def label_caption_version(self, ref: str, label: str) -> CaptionVersionRecord:
         """Give a caption version a (unique) label, replacing any label it had."""
