@@ -318,6 +318,15 @@ def import_history_command(state: State, file: Path, as_json: bool) -> None:
     )
 
 
+from orchestrator.cli_datasets import captions, dataset  # noqa: E402 - the groups import this module's helpers
+cli.add_command(dataset); cli.add_command(captions)
+
+
+from orchestrator.cli_plan import plan, presets  # noqa: E402 - the plan/presets commands live in cli_plan.py
+cli.add_command(plan)
+cli.add_command(presets)
+
+
 def main() -> None:
     cli(prog_name="orchestrator")
 

@@ -157,3 +157,85 @@ class ViewResult(Record):
     name: str
     columns: list[str]
     rows: list[list[Any]]
+
+
+# ---- datasets and caption versions ----
+
+
+@dataclass(frozen=True)
+class DatasetSnapshotRecord(Record):
+    """A content-addressed dataset (id = sha256 of its canonical manifest) and where its archive is."""
+
+    id: str
+    label: str | None
+    source_kind: str
+    source_path: str | None
+    image_count: int
+    total_bytes: int
+    caption_version_id: str | None
+    dataset_toml: str | None
+    archive_uri: str | None
+    archive_sha256: str | None
+    archive_bytes: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SnapshotImageRecord(Record):
+    snapshot_id: str
+    path: str
+    subset: str
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    mode: str
+    caption_sha256: str | None
+
+
+@dataclass(frozen=True)
+class CaptionEntryRecord(Record):
+    caption_version_id: str
+    image_sha256: str
+    caption: str
+    caption_sha256: str
+    chars: int
+    tokens: int | None
+    hex_codes: int
+
+
+@dataclass(frozen=True)
+class NewCaptionVersion:
+    """A caption version computed from content; the store inserts it unless it exists."""
+
+    id: str
+    label: str | None
+    summary: dict[str, Any]  # the summary columns (caption_count, mean_chars, …)
+    stats: dict[str, Any]
+    entries: tuple[CaptionEntryRecord, ...]
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class NewDatasetSnapshot:
+    id: str
+    label: str | None
+    source_kind: str
+    source_path: str | None
+    total_bytes: int
+    dataset_toml: str | None
+    archive_uri: str
+    archive_sha256: str
+    archive_bytes: int
+    images: tuple[SnapshotImageRecord, ...]
+
+
+@dataclass(frozen=True)
+class RecordedSnapshot(Record):
+    """What recording a snapshot did: the rows as stored, whether they were new, and notes (kept labels)."""
+
+    snapshot: DatasetSnapshotRecord
+    caption_version: CaptionVersionRecord
+    snapshot_created: bool
+    caption_version_created: bool
+    notes: tuple[str, ...] = ()
