@@ -48,9 +48,9 @@ def test_log_parser_reads_epochs_progress_and_checkpoints():
     events += parser.close()
     assert [e for e in events if isinstance(e, EpochStarted)] == [EpochStarted(1, 2), EpochStarted(2, 2)]
     progress = [e for e in events if isinstance(e, Progress)]
-    assert progress[0] == Progress(step=0, total=4, it_per_s=None, average_loss=None)
+    assert progress[0] == Progress(step=0, total=4, it_per_s=None, average_loss=None, epoch=1)
     assert progress[1].it_per_s == pytest.approx(1 / 1.02) and progress[1].average_loss == 0.131
-    assert progress[-1] == Progress(step=4, total=4, it_per_s=2.13, average_loss=0.0974)
+    assert progress[-1] == Progress(step=4, total=4, it_per_s=2.13, average_loss=0.0974, epoch=2)
     assert [e.path for e in events if isinstance(e, CheckpointSaved)] == [
         "output/punks-000001.safetensors", "output/punks.safetensors"]
     assert [e.path for e in events if isinstance(e, CheckpointRemoved)] == ["output/punks-000000.safetensors"]
@@ -134,3 +134,10 @@ def test_tfevents_partial_and_corrupt_records_are_skipped(tmp_path):
     assert list(read_scalars(corrupt)) == complete[:-1]
     shutil.rmtree(tmp_path / "nothing", ignore_errors=True)
     assert read_log_dir(tmp_path / "nothing") == []
+
+
+def test_progress_keeps_its_epoch_when_a_chunk_holds_the_next_epoch_start():
+    # One read can hold the last bar of epoch 1 and the "epoch 2/2" line: the bar still belongs to epoch 1.
+    events = TrainerLogParser().feed(SAMPLE_OUTPUT)
+    bars = [e for e in events if isinstance(e, Progress)]
+    assert [(b.step, b.epoch) for b in bars] == [(0, 1), (1, 1), (2, 1), (4, 2)]

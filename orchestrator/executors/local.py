@@ -186,13 +186,13 @@ class LocalTrainerRun:
         elif isinstance(event, Progress):
             if event.step > 0 and self._first_step_at is None:
                 self._first_step_at = time.monotonic()
-            if self.parser.epoch is not None and event.average_loss is not None:
-                self._epoch_losses[self.parser.epoch] = event.average_loss
+            if event.epoch is not None and event.average_loss is not None:
+                self._epoch_losses[event.epoch] = event.average_loss
             now = time.monotonic()
             if now - self._last_progress_event >= PROGRESS_EVENT_SECONDS or event.step == event.total:
                 self._last_progress_event = now
                 self.store.record_event(
-                    self.run_id, "progress", epoch=self.parser.epoch, step=event.step, loss=event.average_loss,
+                    self.run_id, "progress", epoch=event.epoch, step=event.step, loss=event.average_loss,
                     data={"total_steps": event.total, "it_per_s": event.it_per_s,
                           "total_epochs": self.parser.total_epochs},
                 )

@@ -37,6 +37,7 @@ class Progress:
     total: int
     it_per_s: float | None
     average_loss: float | None
+    epoch: int | None = None  # the epoch this line belongs to (the parser may have read past it by now)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class TrainerLogParser:
                 total=int(match["total"]),
                 it_per_s=it_per_s,
                 average_loss=float(loss["loss"]) if loss else None,
+                epoch=self.epoch,
             )
             self.last_progress = progress
             return [progress]
