@@ -205,6 +205,7 @@ RUN_LIST_COLUMNS = ["id", "name", "status", "base_model_family", "network_dim", 
 def runs_list(state: State, status: str | None, tag: str | None, limit: int | None, as_json: bool) -> None:
     """List runs, newest first."""
     with state.store() as store:
+        mark_stale_runs_lost(store)
         records = store.list_runs(status=status, tag=tag, limit=limit)
     if as_json:
         echo_json([r.to_dict() for r in records])
@@ -220,6 +221,7 @@ def runs_list(state: State, status: str | None, tag: str | None, limit: int | No
 def runs_show(state: State, run_ref: str, as_json: bool) -> None:
     """Show one run (by id, unique id prefix or unique name): fields, epoch scores, checkpoints, events."""
     with state.store() as store:
+        mark_stale_runs_lost(store)
         run = store.get_run(run_ref)
         scores = store.epoch_scores(run.id)
         checkpoints = store.checkpoints(run.id)
@@ -257,6 +259,17 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
         echo_table(["at", "kind", "epoch", "step", "loss", "message"],
                    [[e.at.isoformat(timespec="seconds"), e.kind, e.epoch, e.step, e.loss, e.message]
                     for e in events[-20:]], title=f"events (last {min(20, len(events))} of {len(events)})")
+
+
+def mark_stale_runs_lost(store) -> None:
+    """A run whose orchestrator died stops beating: the next command that looks at runs marks it lost."""
+    from datetime import timedelta
+
+    from orchestrator.executors.local import HEARTBEAT_SECONDS
+
+    timeout = HEARTBEAT_SECONDS * 6
+    for run_id in store.mark_lost(timedelta(seconds=timeout)):
+        click.echo(f"run {run_id} had no heartbeat for {timeout:.0f} s: marked lost", err=True)
 
 
 # ---- views ---------------------------------------------------------------------------------------------------
@@ -325,6 +338,16 @@ cli.add_command(dataset); cli.add_command(captions)
 from orchestrator.cli_plan import plan, presets  # noqa: E402 - the plan/presets commands live in cli_plan.py
 cli.add_command(plan)
 cli.add_command(presets)
+
+from orchestrator.cli_artifacts import artifacts  # noqa: E402 - the artifacts group lives in cli_artifacts.py
+cli.add_command(artifacts)
+
+
+from orchestrator.cli_launch import import_lora_command, launch, reproduce, testmodel  # noqa: E402
+cli.add_command(launch)
+cli.add_command(reproduce)
+cli.add_command(import_lora_command)
+cli.add_command(testmodel)
 
 
 def main() -> None:

@@ -1,0 +1,194 @@
+"""CLI: launch, reproduce, runs verify-repro, import-lora, testmodel — thin over orchestrator.launch/provenance."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.cli import State, echo_json, echo_table, json_option, mark_stale_runs_lost, pass_state, runs
+
+sd_scripts_option = click.option(
+    "--sd-scripts", "sd_scripts", metavar="PATH", envvar="SD_SCRIPTS_DIR",
+    help="sd-scripts checkout (env SD_SCRIPTS_DIR). Its Python: env SD_SCRIPTS_PYTHON, a venv inside it, or ours.",
+)
+store_option = click.option("--store", "store_uri", metavar="URI", envvar="ORCHESTRATOR_STORE",
+                            help="Artifact store (default: the per-user local store).")
+
+
+class LiveProgress:
+    """Epoch N/M, step, it/s and average loss, drawn with rich while the trainer runs."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=self.console,
+                                 disable=quiet)
+        self.task = self.progress.add_task("starting sd-scripts", total=None, detail="")
+        self.epoch = "?"
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event) -> None:
+        from orchestrator.kohya.trainer_log import CheckpointSaved, EpochStarted, NotableLine, Progress
+
+        if isinstance(event, EpochStarted):
+            self.epoch = f"{event.epoch}/{event.total}"
+            self.progress.update(self.task, description=f"epoch {self.epoch}")
+        elif isinstance(event, Progress):
+            rate = f"{event.it_per_s:.2f} it/s" if event.it_per_s else ""
+            loss = f"avr_loss {event.average_loss:.4f}" if event.average_loss is not None else ""
+            self.progress.update(self.task, completed=event.step, total=event.total,
+                                 description=f"epoch {self.epoch}", detail=f"{rate} {loss}".strip())
+        elif isinstance(event, CheckpointSaved) and not self.quiet:
+            self.progress.console.print(f"checkpoint: {event.path}")
+        elif isinstance(event, NotableLine) and not self.quiet:
+            self.progress.console.print(f"[yellow]{event.text}[/yellow]")
+
+
+def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> None:
+    from orchestrator.launch import execute
+
+    click.echo(f"run {prepared.run.id} ({prepared.run.name}): work dir {prepared.work_dir}", err=True)
+    with LiveProgress(quiet=as_json or not sys.stderr.isatty()) as live:
+        outcome = execute(store, artifacts, prepared, on_event=live)
+    run = store.get_run(prepared.run.id)
+    checkpoints = store.checkpoints(run.id)
+    if as_json:
+        echo_json({"run": run.to_dict(), "checkpoints": [c.to_dict() for c in checkpoints],
+                   "wall_seconds": outcome.wall_seconds, "first_step_seconds": outcome.first_step_seconds,
+                   "training_steps": outcome.training_steps})
+    else:
+        click.echo(f"run {run.id}: {run.status} (exit {run.exit_code}) in {outcome.wall_seconds:.1f} s; "
+                   f"{len(checkpoints)} checkpoint(s) registered")
+        if run.error_summary and run.status != "succeeded":
+            click.echo(run.error_summary, err=True)
+    if run.status != "succeeded":
+        sys.exit(1)
+
+
+@click.command("launch")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@sd_scripts_option
+@store_option
+@click.option("--work-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Where run work directories go (default: <data dir>/runs).")
+@json_option
+@pass_state
+def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str | None, work_root: Path | None,
+           as_json: bool) -> None:
+    """Record and run SPEC locally: snapshot, validate, render, train, register checkpoints."""
+    from orchestrator.artifacts import open_store
+    from orchestrator.launch import prepare_run
+    from orchestrator.spec import load_spec
+
+    spec = load_spec(spec_path)
+    with state.store() as store:
+        mark_stale_runs_lost(store)
+        artifacts = open_store(store_uri)
+        prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, work_root=work_root)
+        _run_and_report(state, store, artifacts, prepared, as_json)
+
+
+@click.command("reproduce")
+@click.argument("run_ref", metavar="RUN_ID")
+@sd_scripts_option
+@store_option
+@click.option("--allow-commit-drift", is_flag=True, help="Run even if sd-scripts is at another commit.")
+@click.option("--work-root", type=click.Path(file_okay=False, path_type=Path))
+@json_option
+@pass_state
+def reproduce(state: State, run_ref: str, sd_scripts: str | None, store_uri: str | None, allow_commit_drift: bool,
+              work_root: Path | None, as_json: bool) -> None:
+    """Run RUN_ID again: same stored spec, dataset snapshot, caption version, seed and sd-scripts commit."""
+    from orchestrator.artifacts import open_store
+    from orchestrator.launch import prepare_run, reproduce_spec
+
+    with state.store() as store:
+        parent = store.get_run(run_ref)
+        spec = reproduce_spec(parent)
+        artifacts = open_store(store_uri)
+        prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, snapshot_id=parent.dataset_snapshot_id,
+                               parent=parent, allow_commit_drift=allow_commit_drift, work_root=work_root,
+                               name=f"{parent.name} (reproduction)")
+        _run_and_report(state, store, artifacts, prepared, as_json)
+
+
+@runs.command("verify-repro")
+@click.argument("run_ref", metavar="RUN_ID")
+@json_option
+@pass_state
+def verify_repro(state: State, run_ref: str, as_json: bool) -> None:
+    """Compare a reproduction with its parent: rendered files, provenance and final checkpoint metadata."""
+    from orchestrator.provenance import compare_with_parent
+
+    with state.store() as store:
+        parent, child, rows = compare_with_parent(store, run_ref)
+    mismatches = [r for r in rows if r.verdict in ("mismatch", "missing")]
+    if as_json:
+        echo_json({"parent": parent.id, "run": child.id, "fields": [r.to_dict() for r in rows],
+                   "matches": not mismatches})
+    else:
+        echo_table(["field", "verdict", "parent", "reproduction"],
+                   [[r.field, r.verdict, r.parent, r.child] for r in rows],
+                   title=f"{child.id} vs parent {parent.id}")
+        click.echo("reproduction matches" if not mismatches else f"{len(mismatches)} field(s) differ")
+    if mismatches:
+        sys.exit(1)
+
+
+@click.command("import-lora")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@store_option
+@json_option
+@pass_state
+def import_lora_command(state: State, file: Path, store_uri: str | None, as_json: bool) -> None:
+    """Read a LoRA file's metadata and link it to its run, or record it as an orphan."""
+    from orchestrator.artifacts import open_store
+    from orchestrator.provenance import import_lora
+
+    with state.store() as store:
+        result = import_lora(store, open_store(store_uri), file)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    how = {"sha256": "already recorded (same file)", "session_id": "linked by its training session",
+           "orphan": "no recorded run made it: recorded as an orphan run"}[result.linked_by]
+    click.echo(f"{file.name}: run {result.run_id}, {how}")
+    for key in ("ss_output_name", "ss_seed", "ss_epoch", "ss_network_dim", "ss_network_alpha", "ss_sd_model_name"):
+        if key in result.metadata:
+            click.echo(f"  {key} = {result.metadata[key]}")
+
+
+@click.group("testmodel")
+def testmodel() -> None:
+    """The random-weight SD1.5-shaped test base model (needs the gpu extra)."""
+
+
+@testmodel.command("build")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Where to initialise the weights (cpu, cuda).")
+@click.option("--force", is_flag=True, help="Overwrite a non-empty DEST.")
+@json_option
+def testmodel_build(dest: Path, seed: int, dtype: str, device: str, force: bool, as_json: bool) -> None:
+    """Write a randomly initialised SD1.5-shaped diffusers folder to DEST."""
+    from orchestrator.testmodel import build_test_model
+
+    summary = build_test_model(dest, seed=seed, dtype=dtype, device=device, force=force)
+    if as_json:
+        echo_json(summary)
+    else:
+        counts = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in summary["parameters"].items())
+        click.echo(f"{dest}: random SD1.5-shaped model ({counts})")

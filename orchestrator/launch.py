@@ -1,0 +1,250 @@
+"""Launch: spec → dataset snapshot → validated plan → recorded run → work directory → trainer → records.
+
+Everything that can fail on bad input (the spec, sd-scripts' location and commit, the base model, the dataset,
+validation) is checked before the run is recorded, so a refused launch leaves nothing behind. Reproduction goes
+through the same path with the parent's stored spec, snapshot and seed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from orchestrator.artifacts.base import ArtifactStore
+from orchestrator.base_model import fingerprint
+from orchestrator.clip_tokenizer import write_sd_scripts_tokenizer_cache
+from orchestrator.config import data_dir
+from orchestrator.errors import ConfigError, InputError, OrchestratorError
+from orchestrator.executors.local import LocalTrainerRun, RunOutcome, TrainerCommand
+from orchestrator.kohya.plan import Plan, make_plan, write_plan
+from orchestrator.kohya.settings import resolve_settings
+from orchestrator.kohya.render import DatasetLayout, RenderContext, parse_dreambooth_folder, subset_in_work_dir
+from orchestrator.kohya.trainer_log import TrainerEvent
+from orchestrator.sd_scripts import SdScripts, locate, pinned_commit
+from orchestrator.spec import RunSpec, load_spec
+from orchestrator.tracking.entities import NewRun, RunRecord
+from orchestrator.tracking.store import TrackingStore, new_run_id
+
+# Variables the trainer never needs and must never see (database URLs, storage and cloud keys).
+_SECRET_PREFIXES = ("ORCHESTRATOR_DATABASE_URL", "SUPABASE_", "AWS_SECRET", "AWS_SESSION", "RUNPOD_", "PGPASSWORD",
+                    "DATABASE_URL")
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    run: RunRecord
+    plan: Plan
+    work_dir: Path
+    command: TrainerCommand
+    sd_scripts: SdScripts
+
+
+def default_tokenizer_cache() -> Path:
+    return data_dir() / "tokenizer_cache"
+
+
+def runs_root() -> Path:
+    return data_dir() / "runs"
+
+
+def trainer_environment(rendered_env: dict[str, str]) -> dict[str, str]:
+    """Our environment minus secrets, plus the rendered (constant) variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_PREFIXES)}
+    env.update(rendered_env)
+    return env
+
+
+def _layout_from_snapshot(store: TrackingStore, snapshot_id: str) -> DatasetLayout:
+    snapshot = store.get_snapshot(snapshot_id)
+    if snapshot.source_kind != "dreambooth":
+        raise InputError(f"snapshot {snapshot_id[:12]} comes from a dataset TOML; launch takes DreamBooth-folder "
+                         "snapshots for now", "snapshot the '<repeats>_<class>' folder layout instead")
+    folders = sorted({image.subset for image in store.snapshot_images(snapshot_id)})
+    subsets = []
+    for folder in folders:
+        if parse_dreambooth_folder(folder) is None:
+            raise InputError(f"snapshot {snapshot_id[:12]} has a subset {folder!r} without a '<repeats>_' prefix",
+                             "rename the folder and snapshot again")
+        subsets.append(subset_in_work_dir(folder))
+    return DatasetLayout(tuple(subsets))
+
+
+def _resolve_dataset(store: TrackingStore, artifacts: ArtifactStore, spec: RunSpec, snapshot_id: str | None):
+    """The snapshot the run trains on: given (reproduce), named in the spec, or taken now from dataset.path."""
+    if snapshot_id:
+        return store.get_snapshot(snapshot_id)
+    if spec.dataset.snapshot:
+        return store.get_snapshot(spec.dataset.snapshot)
+    if spec.dataset.path:
+        from orchestrator.datasets.snapshot import take_snapshot
+
+        return take_snapshot(spec.dataset.path, tracking=store, artifacts=artifacts).snapshot
+    raise InputError("the spec names no dataset", "set dataset.path or dataset.snapshot")
+
+
+def _check_caption_version(store: TrackingStore, spec: RunSpec, caption_version_id: str | None) -> None:
+    wanted = spec.dataset.caption_version
+    if not wanted or not caption_version_id:
+        return
+    owner = store.caption_label_owner(wanted)
+    if owner is None:
+        if wanted.startswith(caption_version_id[: len(wanted)]) and len(wanted) >= 4:
+            return  # an id prefix of the dataset's own version
+        store.label_caption_version(caption_version_id, wanted)  # first use of the label names this version
+        return
+    if owner != caption_version_id:
+        raise InputError(
+            f"the dataset's captions are version {caption_version_id[:12]}, but the spec asks for "
+            f"{wanted!r} (version {owner[:12]})",
+            "point dataset.path at the caption set you mean, or change dataset.caption_version",
+        )
+
+
+def prepare_run(
+    store: TrackingStore,
+    artifacts: ArtifactStore,
+    spec: RunSpec,
+    *,
+    sd_scripts: str | None = None,
+    snapshot_id: str | None = None,
+    parent: RunRecord | None = None,
+    allow_commit_drift: bool = False,
+    work_root: Path | None = None,
+    tokenizer_cache_dir: Path | None = None,
+    name: str | None = None,
+) -> PreparedRun:
+    """Check everything, record the run (status planned) and build its work directory; nothing runs yet."""
+    sd = locate(sd_scripts or spec.sd_scripts.path)
+    expected = spec.sd_scripts.commit or pinned_commit()
+    if sd.commit != expected:
+        if parent is not None and not allow_commit_drift:
+            raise ConfigError(
+                f"sd-scripts at {sd.path} is at commit {str(sd.commit)[:12]}, the parent run used "
+                f"{expected[:12]}", "check out the parent's commit, or pass --allow-commit-drift")
+        if parent is None and sd.commit is None:
+            raise ConfigError(f"cannot tell which commit sd-scripts at {sd.path} is at",
+                              f"use a git checkout, or write the commit id into {sd.path}/.sd_scripts_commit")
+    if not spec.base_model.path:
+        raise InputError("the spec's base_model has no path", "launch needs a local model: set base_model.path "
+                         "(a .safetensors file or a diffusers folder; `orchestrator testmodel build DIR` makes one)")
+    model = fingerprint(Path(spec.base_model.path))
+    if spec.base_model.sha256 and spec.base_model.sha256 != model.sha256:
+        raise InputError(f"base model {model.path} hashes to {model.sha256[:12]}, the spec expects "
+                         f"{spec.base_model.sha256[:12]}", "point base_model.path at the right model")
+    if parent is not None and parent.base_model_sha256 and parent.base_model_sha256 != model.sha256:
+        raise InputError(f"base model {model.path} is not the parent's (sha256 {parent.base_model_sha256[:12]})",
+                         "point base_model.path at the model the parent trained on")
+
+    snapshot = _resolve_dataset(store, artifacts, spec, snapshot_id)
+    _check_caption_version(store, spec, snapshot.caption_version_id)
+    layout = _layout_from_snapshot(store, snapshot.id)
+    run_id = new_run_id()
+    work_dir = (work_root or runs_root()) / run_id
+    tokenizer_dir = tokenizer_cache_dir or default_tokenizer_cache()
+    write_sd_scripts_tokenizer_cache(tokenizer_dir)
+    context = RenderContext(sd_scripts_dir=str(sd.path), work_dir=str(work_dir), python=sd.python,
+                            tokenizer_cache_dir=str(tokenizer_dir))
+    plan = make_plan(spec, context, layout=layout)
+    if not plan.ok:
+        errors = [p for p in plan.problems if p.severity == "error"]
+        first = errors[0] if errors else None
+        more = f" (and {len(errors) - 1} more; see `orchestrator plan`)" if len(errors) > 1 else ""
+        raise InputError(f"the spec does not validate: {first.one_line() if first else 'no plan'}{more}",
+                         "run `orchestrator plan SPEC` to see every problem")
+    resolved = plan.spec
+    rendered = plan.rendered
+    assert rendered is not None
+    settings = {k: v.value for k, v in resolve_settings(resolved, plan.preset).items()} if plan.preset else {}
+    run = store.create_run(NewRun(
+        id=run_id, name=name or resolved.name or resolved.preset, status="planned", preset=resolved.preset,
+        spec=resolved.to_dict(), config_toml=rendered.config_toml, dataset_toml=rendered.dataset_toml,
+        argv=list(rendered.argv), sd_scripts_commit=sd.commit, base_model_family=resolved.family,
+        base_model_name=resolved.base_model.name or Path(model.path).name, base_model_sha256=model.sha256,
+        network_dim=_int(settings.get("network_dim")),
+        network_alpha=_float(settings.get("network_alpha")),
+        resolution=_text(settings.get("resolution")),
+        max_epochs=_int(settings.get("max_train_epochs")),
+        seed=resolved.seed, dataset_snapshot_id=snapshot.id, caption_version_id=snapshot.caption_version_id,
+        caption_version_confidence="known" if snapshot.caption_version_id else None,
+        executor=resolved.executor.kind, host=socket.gethostname(), work_dir=str(work_dir),
+        parent_run_id=parent.id if parent else None, tags=resolved.tags, notes=resolved.notes,
+    ))
+    try:
+        from orchestrator.datasets.materialize import materialize_snapshot
+
+        materialize_snapshot(snapshot.id, work_dir / "dataset", tracking=store, artifacts=artifacts)
+        write_plan(plan, work_dir)
+    except BaseException as error:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        summary = error.one_line() if isinstance(error, OrchestratorError) else f"{type(error).__name__}: {error}"
+        store.set_status(run.id, "failed", error_summary=f"preparing the work directory failed: {summary}")
+        raise
+    command = TrainerCommand(
+        argv=list(rendered.argv), env=trainer_environment(dict(rendered.env)), cwd=work_dir,
+        output_dir=work_dir / "output", logging_dir=work_dir / "logs", log_file=work_dir / "train.log",
+    )
+    return PreparedRun(run=run, plan=plan, work_dir=work_dir, command=command, sd_scripts=sd)
+
+
+def execute(store: TrackingStore, artifacts: ArtifactStore, prepared: PreparedRun, *,
+            on_event: Callable[[TrainerEvent], None] | None = None) -> RunOutcome:
+    """Run the prepared trainer; Ctrl-C / SIGTERM stop its process group and mark the run cancelled."""
+    store.set_status(prepared.run.id, "running", host=socket.gethostname())
+    trainer = LocalTrainerRun(store, artifacts, prepared.run.id, prepared.command, on_event=on_event)
+    previous = {}
+
+    def stop(signum, _frame):
+        trainer.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, stop)
+        except ValueError:  # not the main thread: the caller handles signals
+            pass
+    try:
+        return trainer.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def reproduce_spec(parent: RunRecord) -> RunSpec:
+    if not parent.spec or parent.source != "orchestrator":
+        raise InputError(f"run {parent.id} has no stored spec to reproduce (it was {parent.source})",
+                         "only runs launched by orchestrator can be reproduced")
+    return RunSpec.from_dict(parent.spec)
+
+
+def launch_spec_file(path: str | os.PathLike[str]) -> RunSpec:
+    return load_spec(path)
+
+
+def with_sd_scripts_path(spec: RunSpec, path: str | None) -> RunSpec:
+    return replace(spec, sd_scripts=replace(spec.sd_scripts, path=path)) if path else spec
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,103 @@
+"""The real sd-scripts, end to end through `orchestrator launch`, `reproduce` and `runs verify-repro`.
+
+Runs when SD_SCRIPTS_DIR points at an sd-scripts checkout (and SD_SCRIPTS_PYTHON at a Python with its
+requirements, torch and diffusers); skipped with that reason otherwise. On a CPU-only machine the trainer gets the
+torchvision test shim (tests/shims) on its PYTHONPATH — only the trainer, never this process. The base model is the
+random SD1.5-shaped test model (ORCHESTRATOR_TEST_MODEL, or built once with SD_SCRIPTS_PYTHON into
+.cache/testmodel). Two epochs of two images at 64 px, batch 1, fp32: a few minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+SD_SCRIPTS = os.environ.get("SD_SCRIPTS_DIR")
+pytestmark = pytest.mark.skipif(not SD_SCRIPTS, reason="SD_SCRIPTS_DIR is not set: the real-trainer test needs an "
+                                "sd-scripts checkout (see tools/README-sd-scripts-cpu.md)")
+
+
+def _test_model() -> Path:
+    explicit = os.environ.get("ORCHESTRATOR_TEST_MODEL")
+    if explicit:
+        return Path(explicit)
+    target = REPO / ".cache" / "testmodel"
+    python = os.environ.get("SD_SCRIPTS_PYTHON", sys.executable)
+    subprocess.run([python, "-c", "import sys; from orchestrator.testmodel import build_test_model; "
+                    "build_test_model(sys.argv[1])", str(target)], check=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                   timeout=1800)
+    return target
+
+
+def _has_cuda() -> bool:
+    python = os.environ.get("SD_SCRIPTS_PYTHON", sys.executable)
+    result = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO / "tests" / "shims")})
+    return result.stdout.strip() == "True"
+
+
+def test_launch_reproduce_and_verify_with_the_real_trainer(tmp_path, monkeypatch):
+    model = _test_model()
+    data = tmp_path / "data" / "1_bespoke_punk"
+    data.mkdir(parents=True)
+    example = REPO / "datasets" / "example" / "plain" / "10_bespoke_punk"
+    cuda = _has_cuda()
+    size = 512 if cuda else 64
+    from PIL import Image
+
+    for image in sorted(example.glob("*.png"))[:2]:
+        # the 24x24 art, upscaled nearest-neighbour to the training size (as the users prepare theirs)
+        Image.open(image).resize((size, size), Image.NEAREST).save(data / image.name)
+        shutil.copy(image.with_suffix(".txt"), data / f"{image.stem}.txt")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"""spec_version = 1
+name = "integration"
+preset = "sd15_caption_fix"
+seed = 1234
+[base_model]
+family = "sd15"
+path = "{model}"
+[dataset]
+path = "{tmp_path / 'data'}"
+[config]
+max_train_epochs = 2
+train_batch_size = 1
+resolution = "{size},{size}"
+mixed_precision = "{'bf16' if cuda else 'no'}"
+lr_warmup_steps = 0
+""")
+    if not cuda:
+        monkeypatch.setenv("PYTHONPATH", str(REPO / "tests" / "shims"))  # the torchvision test shim, trainer only
+    monkeypatch.setenv("SD_SCRIPTS_DIR", SD_SCRIPTS)
+    database = f"sqlite:///{tmp_path / 'tracking.db'}"
+    store = (tmp_path / "store").as_uri()
+    runner = CliRunner()
+    launched = runner.invoke(cli, ["--database", database, "launch", str(spec), "--store", store, "--json",
+                                   "--work-root", str(tmp_path / "runs")])
+    assert launched.exit_code == 0, launched.output
+    result = json.loads(launched.output[launched.output.index("{"):])
+    run = result["run"]
+    assert run["status"] == "succeeded" and run["exit_code"] == 0
+    assert [c["epoch"] for c in result["checkpoints"]] == [1, 2]
+    assert result["checkpoints"][-1]["metadata"]["ss_seed"] == "1234"
+    assert result["training_steps"] == 4
+
+    again = runner.invoke(cli, ["--database", database, "reproduce", run["id"], "--store", store, "--json",
+                                "--work-root", str(tmp_path / "runs")])
+    assert again.exit_code == 0, again.output
+    child = json.loads(again.output[again.output.index("{"):])["run"]
+    assert child["parent_run_id"] == run["id"]
+    verified = runner.invoke(cli, ["--database", database, "runs", "verify-repro", child["id"], "--json"])
+    report = json.loads(verified.output)
+    mismatched = [f for f in report["fields"] if f["verdict"] in ("mismatch", "missing")]
+    assert mismatched == [] and verified.exit_code == 0
