@@ -1,4 +1,10 @@
-"""The artifact store interface: put a file, get it back verified, by its sha256."""
+"""The artifact store interface: put a file, get it back verified, by its sha256.
+
+Every backend keeps an object under ``<store root>/sha256/<first two hex digits>/<sha256>``, so a put of content the
+store already holds uploads nothing, and every get is checked against the sha256 in the artifact's URI. Store URIs
+may carry non-secret options in a query (``s3://bucket/prefix?endpoint=…&region=…``); an artifact's URI is the
+store's path, the object key, then the same query, so the store can be reopened from any artifact URI.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,23 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from orchestrator.artifacts.progress import ProgressCallback, Reporter, transfer_progress
 from orchestrator.errors import OrchestratorError
 
 CHUNK = 1024 * 1024
+KEY_MARKER = "/sha256/"
 
 
 class ArtifactError(OrchestratorError):
     """An artifact could not be stored, found or verified."""
+
+
+class ArtifactNotFoundError(ArtifactError):
+    """The store has no object with that hash."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -45,26 +60,60 @@ def object_key(sha256: str) -> str:
     return f"sha256/{sha256[:2]}/{sha256}"
 
 
+def is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def sha256_from_uri(uri: str) -> str:
-    tail = uri.rstrip("/").rsplit("/", 1)[-1]
-    if len(tail) != 64 or any(c not in "0123456789abcdef" for c in tail):
+    tail = uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if not is_sha256(tail):
         raise ArtifactError(f"{uri!r} is not a content-addressed artifact URI", "artifact URIs end in a sha256")
     return tail
 
 
+def store_uri_of(artifact_uri: str) -> str:
+    """The URI of the store that holds an artifact (its path up to ``/sha256/``, with the same query)."""
+    base, sep, query = artifact_uri.partition("?")
+    if KEY_MARKER not in base:
+        raise ArtifactError(f"{artifact_uri!r} is not a content-addressed artifact URI",
+                            "artifact URIs look like <store>/sha256/ab/<sha256>")
+    root = base.rsplit(KEY_MARKER, 1)[0]
+    return f"{root}?{query}" if sep else root
+
+
 class ArtifactStore(ABC):
-    """One backend. Objects are keyed by content, so a put of known content uploads nothing."""
+    """One backend. Objects are keyed by content, so a put of known content uploads nothing.
+
+    Backends implement ``exists``, ``_upload``, ``_download``, ``list`` and ``delete`` (and ``signed_url`` where the
+    backend can share objects); this class does the hashing, the skipping, the progress bars and the verification.
+    """
 
     scheme: str
 
     def __init__(self, uri: str) -> None:
-        self.uri = uri.rstrip("/")
+        base, sep, query = uri.partition("?")
+        self._root_uri = base.rstrip("/")
+        self._query = query if sep else ""
+        self.uri = f"{self._root_uri}?{self._query}" if self._query else self._root_uri
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+    @property
+    def display_name(self) -> str:
+        """The store as people should see it in messages: its URI (never carries credentials)."""
+        return self._root_uri
 
     def uri_for(self, sha256: str) -> str:
-        return f"{self.uri}/{object_key(sha256)}"
+        uri = f"{self._root_uri}/{object_key(sha256)}"
+        return f"{uri}?{self._query}" if self._query else uri
 
-    def put_file(self, path: Path, *, sha256: str | None = None) -> Artifact:
-        """Store a file (skipped when the object already exists); returns its artifact."""
+    def put_file(self, path: Path, *, sha256: str | None = None, progress: ProgressCallback | None = None) -> Artifact:
+        """Store a file (skipped when the object already exists with that hash); returns its artifact.
+
+        ``progress(done_bytes, total_bytes)`` is called as the upload goes; without it, a progress bar shows on
+        stderr when stderr is a terminal.
+        """
         path = Path(path)
         if not path.is_file():
             raise ArtifactError(f"{path}: no such file", "give the path of a file to store")
@@ -73,18 +122,20 @@ class ArtifactStore(ABC):
         else:
             size = path.stat().st_size
         if not self.exists(sha256):
-            self._upload(path, sha256, size)
+            with transfer_progress(f"upload {path.name}", size, progress) as report:
+                self._upload(path, sha256, size, report)
         return Artifact(uri=self.uri_for(sha256), sha256=sha256, size=size)
 
-    def get_file(self, uri: str, dest: Path) -> Path:
+    def get_file(self, uri: str, dest: Path, *, progress: ProgressCallback | None = None) -> Path:
         """Download an artifact to dest (atomically) and verify it against the sha256 in its URI."""
         sha256 = sha256_from_uri(uri)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
         try:
-            self._download(sha256, partial)
-            actual, _ = sha256_file(partial)
+            with transfer_progress(f"download {dest.name}", None, progress) as report:
+                streamed = self._download(sha256, partial, report)
+            actual = streamed if isinstance(streamed, str) else sha256_file(partial)[0]
             if actual != sha256:
                 raise ArtifactError(
                     f"{uri}: downloaded content hashes to {actual[:12]}…, not {sha256[:12]}…",
@@ -95,17 +146,36 @@ class ArtifactStore(ABC):
             partial.unlink(missing_ok=True)
         return dest
 
-    @abstractmethod
-    def exists(self, sha256: str) -> bool: ...
+    def signed_url(self, uri: str, *, expires: int = 3600) -> str:
+        """A URL that fetches the artifact without credentials, valid for ``expires`` seconds."""
+        raise ArtifactError(f"{self.display_name}: this store cannot make shareable URLs")
+
+    def not_found(self, sha256: str) -> ArtifactNotFoundError:
+        return ArtifactNotFoundError(f"{self.uri_for(sha256)}: no such artifact",
+                                     f"is the store {self.display_name} the right one?")
 
     @abstractmethod
-    def _upload(self, path: Path, sha256: str, size: int) -> None: ...
+    def exists(self, sha256: str) -> bool:
+        """Whether the store holds a complete object with this hash."""
 
     @abstractmethod
-    def _download(self, sha256: str, dest: Path) -> None: ...
+    def _upload(self, path: Path, sha256: str, size: int, progress: Reporter) -> None:
+        """Write the object; readers must never see a partial one."""
+
+    @abstractmethod
+    def _download(self, sha256: str, dest: Path, progress: Reporter) -> str | None:
+        """Write the object's bytes to dest; raise ``self.not_found`` when absent.
+
+        The caller verifies the bytes: a backend that hashed them as it wrote them returns the hex sha256 of dest
+        (saving a second read); otherwise None, and the caller hashes dest.
+        """
 
     @abstractmethod
     def list(self) -> Iterator[Artifact]: ...
 
     @abstractmethod
     def delete(self, sha256: str) -> None: ...
+
+
+def scheme_of(uri: str) -> str:
+    return urlsplit(uri).scheme

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
 
-from orchestrator.artifacts.base import ArtifactError, ArtifactStore
+from orchestrator.artifacts.base import ArtifactError, ArtifactStore, scheme_of, store_uri_of
+from orchestrator.artifacts.credentials import check_store_uri
 from orchestrator.config import Settings
 
 
@@ -15,25 +16,46 @@ def _file_store(uri: str) -> ArtifactStore:
     return FileStore(uri)
 
 
-BACKENDS = {"file": _file_store}
+def _s3_store(uri: str) -> ArtifactStore:
+    from orchestrator.artifacts.s3_store import S3Store
+
+    return S3Store(uri)
+
+
+def _supabase_store(uri: str) -> ArtifactStore:
+    from orchestrator.artifacts.supabase_store import SupabaseStore
+
+    return SupabaseStore(uri)
+
+
+BACKENDS: dict[str, Callable[[str], ArtifactStore]] = {
+    "file": _file_store,
+    "s3": _s3_store,
+    "supabase": _supabase_store,
+}
 
 
 def open_store(uri: str | None = None) -> ArtifactStore:
-    """Open the store at ``uri`` (default: $ORCHESTRATOR_STORE, else the per-user local store)."""
+    """Open the store at ``uri`` (default: $ORCHESTRATOR_STORE, else the per-user local store).
+
+    A bare path means a local store. URIs that embed credentials are refused: store URIs end up in the tracking
+    database, so keys belong in the environment.
+    """
     uri = uri or Settings.resolve().store_uri
     if "://" not in uri:  # a bare path means a local store
         uri = Path(uri).expanduser().resolve().as_uri()
-    scheme = urlparse(uri).scheme
+    check_store_uri(uri, hint="put keys in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                              "SUPABASE_SERVICE_ROLE_KEY), never in the store URI")
+    scheme = scheme_of(uri)
     factory = BACKENDS.get(scheme)
     if factory is None:
         raise ArtifactError(
-            f"artifact store {uri!r} has an unknown scheme {scheme!r}",
+            f"artifact store {uri.split('?', 1)[0]!r} has an unknown scheme {scheme!r}",
             f"known schemes: {', '.join(sorted(BACKENDS))}",
         )
     return factory(uri)
 
 
-def get_artifact(uri: str, dest: Path) -> Path:
+def get_artifact(uri: str, dest: Path, *, progress=None) -> Path:
     """Fetch any artifact URI to dest, verified, from the store that the URI names."""
-    store_uri = uri.rsplit("/sha256/", 1)[0]
-    return open_store(store_uri).get_file(uri, dest)
+    return open_store(store_uri_of(uri)).get_file(uri, dest, progress=progress)

@@ -1,0 +1,141 @@
+"""`orchestrator artifacts put|get|ls|url` through click's CliRunner, on file://, s3:// (moto) and supabase://
+(the stand-in): exact output, --json, one-line errors without secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from artifact_fixtures import _fast_retries, _no_cloud_env, _standin_server, moto_endpoint, s3_uri, standin  # noqa: F401
+from orchestrator.artifacts.base import object_key
+from orchestrator.cli import cli
+from orchestrator.config import data_dir
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    path = tmp_path / "lora.safetensors"
+    path.write_bytes(os.urandom(4321))
+    return path
+
+
+@pytest.fixture(params=["file", "s3", "supabase"])
+def store_uri(request, tmp_path) -> str:
+    if request.param == "file":
+        return (tmp_path / "store").as_uri()
+    if request.param == "s3":
+        return request.getfixturevalue("s3_uri")
+    request.getfixturevalue("standin")
+    return "supabase://checkpoints/cli"
+
+
+def test_put_get_ls_url_on_every_backend(store_uri, sample, tmp_path):
+    sha = hashlib.sha256(sample.read_bytes()).hexdigest()
+    root, _, query = store_uri.partition("?")
+    uri = f"{root}/{object_key(sha)}" + (f"?{query}" if query else "")
+
+    put = run("artifacts", "put", str(sample), "--store", store_uri)
+    assert put.exit_code == 0, put.output
+    assert put.output == f"uri     {uri}\nsha256  {sha}\nsize    4321\n"
+    again = run("artifacts", "put", str(sample), "--store", store_uri, "--json")
+    assert json.loads(again.output) == {"uri": uri, "sha256": sha, "size": 4321}
+
+    got = run("artifacts", "get", uri, str(tmp_path / "out" / "copy.safetensors"))
+    assert got.exit_code == 0, got.output
+    assert got.output == f"{tmp_path / 'out' / 'copy.safetensors'}\n"
+    assert (tmp_path / "out" / "copy.safetensors").read_bytes() == sample.read_bytes()
+    into_folder = run("artifacts", "get", uri, str(tmp_path / "out"), "--json")
+    assert json.loads(into_folder.output) == {"uri": uri, "sha256": sha, "path": str(tmp_path / "out" / sha),
+                                              "size": 4321}
+
+    listed = run("artifacts", "ls", "--store", store_uri, "--json")
+    assert json.loads(listed.output) == [{"uri": uri, "sha256": sha, "size": 4321}]
+    table = run("artifacts", "ls", "--store", store_uri)
+    assert table.exit_code == 0
+    [row] = [line for line in table.output.splitlines() if sha[:12] in line]
+    assert row.split("│")[1:4] == [f" {sha[:12]} ", " 4321 ", f" {uri} "]
+
+    url = run("artifacts", "url", uri, "--expires", "60")
+    assert url.exit_code == 0, url.output
+    link = url.output.strip().splitlines()[0]
+    if store_uri.startswith("file:"):
+        assert link == (tmp_path / "store" / object_key(sha)).as_uri()
+        assert "works on this machine only" in url.stderr
+    else:
+        assert requests.get(link, timeout=10).content == sample.read_bytes()
+    as_json = json.loads(run("artifacts", "url", uri, "--json").output)
+    assert as_json["uri"] == uri and as_json["expires"] == (None if store_uri.startswith("file:") else 3600)
+
+
+def test_default_store_comes_from_the_environment(sample, tmp_path, monkeypatch):
+    put = run("artifacts", "put", str(sample), "--json")
+    assert json.loads(put.output)["uri"].startswith((data_dir() / "artifacts").as_uri() + "/sha256/")
+    monkeypatch.setenv("ORCHESTRATOR_STORE", str(tmp_path / "team-store"))
+    put = run("artifacts", "put", str(sample), "--json")
+    assert json.loads(put.output)["uri"].startswith((tmp_path / "team-store").as_uri() + "/sha256/")
+    assert len(json.loads(run("artifacts", "ls", "--json").output)) == 1
+
+
+def test_supabase_url_passes_the_expiry(standin, sample):
+    uri = json.loads(run("artifacts", "put", str(sample), "--store", "supabase://b", "--json").output)["uri"]
+    assert run("artifacts", "url", uri, "--expires", "75").exit_code == 0
+    assert standin.calls("POST", "/object/sign/")[-1].json == {"expiresIn": "75"}
+
+
+def test_bad_credentials_print_one_line_naming_the_store(standin, sample, monkeypatch):
+    wrong = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.d3Jvbmctc2lnbmF0dXJlLWJ5dGVz"
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", wrong)
+    result = run("artifacts", "put", str(sample), "--store", "supabase://checkpoints/runs")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"Error: supabase://checkpoints/runs at {standin.url}/storage/v1: the server refused "
+                               "the credentials")
+    assert wrong not in result.output and "eyJ" not in result.output
+
+
+def test_s3_bad_credentials_print_one_line(s3_uri, sample, monkeypatch):
+    from moto.core.authorization import enable_iam_authentication
+
+    with enable_iam_authentication():
+        result = run("artifacts", "ls", "--store", s3_uri)
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: {s3_uri.split('?')[0]} at ") and "refused the credentials" in line
+    assert "test-secret-access-key-do-not-show" not in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["artifacts", "put", "missing.bin"], "Error: missing.bin: no such file (hint: give the path of a file to store)"),
+    (["artifacts", "ls", "--store", "ftp://host/x"], "Error: artifact store 'ftp://host/x' has an unknown scheme "
+                                                     "'ftp' (hint: known schemes: file, s3, supabase)"),
+    (["artifacts", "get", "file:///tmp/x/whatever.bin", "out"], "Error: 'file:///tmp/x/whatever.bin' is not a "
+                                                                "content-addressed artifact URI"),
+    (["artifacts", "ls", "--store", "s3://AKIAX:topsecret@bucket"], "Error: artifact store URI 's3://bucket' embeds "
+                                                                    "credentials (a user/password part)"),
+])
+def test_errors_are_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert result.exit_code != 0
+    [line] = result.stderr.splitlines()
+    assert line.startswith(message)
+    assert "topsecret" not in result.output
+
+
+def test_missing_artifact_exits_2(tmp_path):
+    store = (tmp_path / "store").as_uri()
+    result = run("artifacts", "get", f"{store}/{object_key('0' * 64)}", str(tmp_path / "x"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {store}/{object_key('0' * 64)}: no such artifact")

@@ -1,0 +1,173 @@
+"""The pieces under every backend: retry policy, progress reporting, secret masking, URIs, resumable-upload state."""
+
+from __future__ import annotations
+
+import io
+import stat
+
+import pytest
+
+from orchestrator import artifacts
+from orchestrator.artifacts import ArtifactError, open_store
+from orchestrator.artifacts.base import sha256_from_uri, store_uri_of
+from orchestrator.artifacts.credentials import check_store_uri, mask_secrets
+from orchestrator.artifacts.progress import Reporter, transfer_progress
+from orchestrator.artifacts.retry import RetryPolicy, call_with_retries, is_retryable_status
+from orchestrator.artifacts.upload_state import ResumableUploads
+from orchestrator.config import data_dir
+
+SHA = "ab" * 32
+
+
+def test_public_names():
+    assert sorted(artifacts.__all__) == sorted(["Artifact", "ArtifactError", "ArtifactNotFoundError", "ArtifactStore",
+                                                "RetryPolicy", "sha256_file", "open_store", "get_artifact"])
+
+
+@pytest.mark.parametrize(("status", "retry"), [(500, True), (502, True), (503, True), (504, True), (408, True),
+                                               (429, True), (400, False), (401, False), (403, False), (404, False),
+                                               (409, False), (413, False), (None, False)])
+def test_which_statuses_are_retried(status, retry):
+    assert is_retryable_status(status) is retry
+
+
+def test_backoff_is_exponential_with_full_jitter_and_capped():
+    policy = RetryPolicy(attempts=10, base_delay=1.0, max_delay=5.0)
+    for failures, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (9, 5.0)]:
+        delays = [policy.delay(failures) for _ in range(200)]
+        assert 0 <= min(delays) and max(delays) <= cap
+        assert max(delays) > cap / 2  # jitter spreads over the whole range
+
+
+def test_call_with_retries_stops_on_success_permanent_errors_attempts_and_deadline():
+    sleeps: list[float] = []
+    calls = iter([TimeoutError(), TimeoutError(), "done"])
+
+    def flaky():
+        item = next(calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    policy = RetryPolicy(attempts=5, base_delay=0.01)
+    assert call_with_retries(flaky, retryable=lambda e: isinstance(e, TimeoutError), policy=policy,
+                             sleep=sleeps.append) == "done"
+    assert len(sleeps) == 2
+
+    count = {"n": 0}
+
+    def always(exc):
+        def action():
+            count["n"] += 1
+            raise exc
+        return action
+
+    with pytest.raises(ValueError):
+        call_with_retries(always(ValueError()), retryable=lambda e: False, policy=policy, sleep=sleeps.append)
+    assert count["n"] == 1
+    count["n"] = 0
+    with pytest.raises(TimeoutError):
+        call_with_retries(always(TimeoutError()), retryable=lambda e: True, policy=policy, sleep=lambda s: None)
+    assert count["n"] == 5
+    count["n"] = 0
+    with pytest.raises(TimeoutError):
+        call_with_retries(always(TimeoutError()), retryable=lambda e: True,
+                          policy=RetryPolicy(attempts=100, base_delay=10, max_delay=10, deadline=0.5),
+                          sleep=lambda s: None)
+    assert count["n"] == 1  # the first pause would already pass the deadline
+
+
+def test_progress_resets_the_attempt_count():
+    state = {"n": 0, "done": 0}
+
+    def action():
+        state["n"] += 1
+        state["done"] += 1  # every attempt gets one chunk further, then fails
+        if state["n"] < 10:
+            raise TimeoutError
+        return "ok"
+
+    seen = {"done": 0}
+
+    def progressed():
+        moved = state["done"] > seen["done"]
+        seen["done"] = state["done"]
+        return moved
+
+    assert call_with_retries(action, retryable=lambda e: True, policy=RetryPolicy(attempts=2),
+                             progressed=progressed, sleep=lambda s: None) == "ok"
+    assert state["n"] == 10
+
+
+def test_reporter_is_cumulative_and_reports_totals():
+    seen: list[tuple[int, int | None]] = []
+    report = Reporter(lambda d, t: seen.append((d, t)), None)
+    report(0, 100)
+    report.advance(30)
+    report.advance(70)
+    report.restart()
+    report(100)
+    assert seen == [(0, 100), (30, 100), (100, 100), (0, 100), (100, 100)]
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    import orchestrator.artifacts.progress as progress
+
+    with transfer_progress("upload x", 10, None) as silent:
+        silent.advance(10)  # not a terminal under pytest: no bar, no error
+    fake_tty = io.StringIO()
+    fake_tty.isatty = lambda: True
+    monkeypatch.setattr("sys.stderr", fake_tty)
+    monkeypatch.setattr(progress, "_stderr_is_terminal", lambda: True)
+    with transfer_progress("upload lora.safetensors", 2048, None) as bar:
+        bar.advance(1024)
+        bar.advance(1024)
+    assert "upload lora.safetensors" in fake_tty.getvalue()
+    assert "2.0/2.0 kB" in fake_tty.getvalue()
+
+
+def test_mask_secrets(monkeypatch):
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_abcdefghijklmnop")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG")
+    text = ("key sb_secret_abcdefghijklmnop jwt eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2lnbmF0dXJl "
+            "aws wJalrXUtnFEMI/K7MDENG url https://x/object/sign/b/k?token=abc.def&download= "
+            "s3 https://h/b/k?X-Amz-Credential=AKIA%2F2026&X-Amz-Signature=f00d Authorization: Bearer tok123 "
+            "postgresql://u:pw@h/db")
+    masked = mask_secrets(text)
+    for secret in ("sb_secret_abcdefghijklmnop", "eyJyb2xlIjoiYW5vbiJ9", "wJalrXUtnFEMI", "abc.def", "f00d",
+                   "AKIA%2F2026", "tok123", ":pw@"):
+        assert secret not in masked
+    assert "token=***" in masked and "Bearer ***" in masked and "postgresql://u:***@h/db" in masked
+
+
+def test_store_uris_with_credentials_are_refused():
+    check_store_uri("s3://bucket/p?endpoint=http://h:9000&region=r&checksum=when_required", hint="h")
+    for uri in ("s3://k:s@bucket", "supabase://bucket?apikey=x", "s3://b?password=x", "s3://b?session_token=x"):
+        with pytest.raises(ArtifactError, match="embeds credentials"):
+            check_store_uri(uri, hint="use the environment")
+
+
+def test_artifact_uris_keep_the_store_query():
+    uri = f"s3://b/p/sha256/ab/{SHA}?endpoint=http://h:9000&region=r"
+    assert sha256_from_uri(uri) == SHA
+    assert store_uri_of(uri) == "s3://b/p?endpoint=http://h:9000&region=r"
+    assert store_uri_of(f"supabase://b/sha256/ab/{SHA}") == "supabase://b"
+    with pytest.raises(ArtifactError):
+        store_uri_of("s3://b/p/other")
+    store = open_store("s3://b/p?endpoint=http://h:9000&region=r")
+    assert store.uri_for(SHA) == uri
+
+
+def test_resumable_state_lives_under_the_data_dir_and_is_private():
+    state = ResumableUploads("supabase://b/p")
+    assert state.get(SHA) is None
+    state.put(SHA, "https://x/storage/v1/upload/resumable/abc")
+    [path] = list((data_dir() / "uploads").rglob("*.json"))
+    assert path.name == f"{SHA}.json" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ResumableUploads("supabase://b/p").get(SHA) == "https://x/storage/v1/upload/resumable/abc"
+    assert ResumableUploads("supabase://other").get(SHA) is None  # per store
+    assert state.pending() == [SHA]
+    path.write_text("{not json")
+    assert state.get(SHA) is None  # a damaged record means: start a new upload
+    state.remove(SHA)
+    assert state.pending() == [] and not (data_dir() / "uploads").joinpath(path.parent.name).exists()
