@@ -10,10 +10,12 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 export ORCHESTRATOR_HOME=/tmp/orch-home SD_SCRIPTS_DIR=$PWD/.sd-scripts SD_SCRIPTS_PYTHON=$(command -v python3)
 orch() { python3 -m orchestrator "$@"; }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-t0=$(date +%s.%N)
-orch testmodel build /tmp/testmodel --device cuda --json > "$OUT/testmodel.json" || exit 1
-echo "test model built in $(echo "$(date +%s.%N) - $t0" | bc) s"
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$1" "$(now)"; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 
+t0=$(now)
+orch testmodel build /tmp/testmodel --device cuda --json > /tmp/testmodel.json || exit 1
+echo "test model built in $(since $t0) s"
 spec() {  # NAME PRESET EXTRA
   cat > /tmp/$1.toml <<SPEC
 spec_version = 1
@@ -33,19 +35,24 @@ SPEC
 spec gpu_caption_fix sd15_caption_fix ""
 spec gpu_fast sd15_fast ""
 for name in gpu_caption_fix gpu_fast; do
-  start=$(date +%s.%N)
+  start=$(now)
   orch launch /tmp/$name.toml --json > "$OUT/$name.json" 2> "$OUT/$name.stderr"
-  echo "$name: exit $? wall $(echo "$(date +%s.%N) - $start" | bc) s (whole CLI: snapshot, hashing, materialize, train, register)"
+  echo "$name: exit $? wall $(since $start) s (whole CLI: snapshot, hashing, materialize, train, register)"
   if [ "$name" = gpu_caption_fix ]; then
     # The same rendered files through a bare accelerate launch, for the overhead figure.
     work=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['run']['work_dir'])" "$OUT/$name.json")
     bare=/tmp/bare; rm -rf $bare; mkdir -p $bare
     cp -r "$work/dataset" "$work/config.toml" "$work/dataset.toml" "$work/sample_prompts.txt" $bare/
     argv=$(python3 -c "import json,sys,shlex; print(shlex.join(json.load(open(sys.argv[1]))['argv']))" "$work/command.json")
-    start=$(date +%s.%N)
+    start=$(now)
     (cd $bare && eval "$argv" > "$OUT/bare.log" 2>&1)
-    echo "bare accelerate launch: exit $? wall $(echo "$(date +%s.%N) - $start" | bc) s"
+    echo "bare accelerate launch: exit $? wall $(since $start) s"
   fi
+done
+orch runs list --json > /tmp/runs.json
+for name in gpu_caption_fix gpu_fast; do
+  id=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['run']['id'])" "$OUT/$name.json" 2>/dev/null) || continue
+  orch runs show "$id" --json > "$OUT/$name.show.json"
 done
 python3 - "$OUT" <<'PY'
 import json, re, sys, pathlib
@@ -56,15 +63,11 @@ for name in ("gpu_caption_fix", "gpu_fast"):
     except Exception as error:
         print(name, "no result:", error); continue
     run = data["run"]
-    rates = re.findall(r"([\d.]+)it/s", (out / f"{name}.stderr").read_text()) if (out / f"{name}.stderr").exists() else []
+    show = json.loads((out / f"{name}.show.json").read_text()) if (out / f"{name}.show.json").exists() else {}
+    rates = [e["data"]["it_per_s"] for e in show.get("events", []) if e["kind"] == "progress" and e.get("data")]
     print(f"{name}: status {run['status']}, checkpoints {[c['epoch'] for c in data['checkpoints']]}, "
           f"wall {data['wall_seconds']:.1f} s (trainer), first step after {data['first_step_seconds']} s, "
-          f"steps logged {data['training_steps']}")
+          f"steps logged {data['training_steps']}, it/s (progress events) {rates}")
 bare = (out / "bare.log").read_text(errors="replace") if (out / "bare.log").exists() else ""
 print("bare last rate:", (re.findall(r"([\d.]+)it/s", bare) or ["?"])[-1])
 PY
-orch runs list --json > "$OUT/runs.json"
-for name in gpu_caption_fix gpu_fast; do
-  id=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['run']['id'])" "$OUT/$name.json" 2>/dev/null) || continue
-  orch runs show "$id" --json > "$OUT/$name.show.json"
-done
