@@ -26,7 +26,7 @@ def _table(columns: list[str], rows: list[list[str]]) -> None:
     from rich.table import Table
 
     table = Table(header_style="bold")
-    for index, column in enumerate(columns):
+    for column in columns:
         table.add_column(column, no_wrap=True, justify="right" if column == "size" else "left")
     for row in rows:
         table.add_row(*row)

@@ -12,9 +12,9 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from standins.supabase_storage import SupabaseStorageStandIn
 
 from orchestrator.artifacts import retry
-from standins.supabase_storage import SupabaseStorageStandIn
 
 MB = 1024 * 1024
 FAST = retry.RetryPolicy(attempts=4, base_delay=0.005, max_delay=0.02, deadline=30)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from artifact_fixtures import _fast_retries, _no_cloud_env, _standin_server, moto_endpoint, s3_uri, standin  # noqa: F401
 from click.testing import CliRunner
 
-from artifact_fixtures import _fast_retries, _no_cloud_env, _standin_server, moto_endpoint, s3_uri, standin  # noqa: F401
 from orchestrator.artifacts.base import object_key
 from orchestrator.cli import cli
 from orchestrator.config import data_dir

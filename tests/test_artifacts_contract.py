@@ -1,21 +1,23 @@
 """One contract, every backend: file://, s3:// on moto's real S3 server, supabase:// on the Storage stand-in.
 
 Each backend must put, get (verified, atomically), skip known content, list, delete, sign and report progress the
-same way.
+same way. With SUPABASE_URL (or SUPABASE_STORAGE_URL) and SUPABASE_SERVICE_ROLE_KEY set, the same contract also runs
+on that real Supabase project or storage server ("supabase-real"), so the stand-in is checked against the real thing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import requests
-
 from artifact_fixtures import MB, _fast_retries, _no_cloud_env, _standin_server, moto_endpoint, s3_uri, standin  # noqa: F401
+
 from orchestrator.artifacts import ArtifactError, ArtifactNotFoundError, get_artifact, open_store
 from orchestrator.artifacts.base import ArtifactStore, object_key
 
@@ -51,7 +53,7 @@ def _file_backend(tmp_path: Path) -> Backend:
 def _s3_backend(uri: str) -> Backend:
     from orchestrator.artifacts.s3_store import S3Store
 
-    store = S3Store(uri, multipart_chunk=5 * MB)  # 5 MB: S3's smallest part, so 7 MB files go multipart
+    store = S3Store(uri, upload_part_size=5 * MB)  # 5 MB: S3's smallest part, so 7 MB files go multipart
     writes: list[str] = []
     for operation in ("PutObject", "CreateMultipartUpload"):
         store._client.meta.events.register(f"before-call.s3.{operation}", lambda **kw: writes.append(kw["model"].name))
@@ -83,13 +85,49 @@ def _supabase_backend(server) -> Backend:
     return Backend("supabase", store, corrupt, uploads, mislabel)
 
 
-@pytest.fixture(params=["file", "s3", "supabase"])
-def backend(request, tmp_path) -> Backend:
+_REAL_ENV = {name: os.environ[name] for name in ("SUPABASE_URL", "SUPABASE_STORAGE_URL", "SUPABASE_SERVICE_ROLE_KEY",
+                                                 "SUPABASE_KEY") if os.environ.get(name)}
+_REAL = bool(({"SUPABASE_URL", "SUPABASE_STORAGE_URL"} & set(_REAL_ENV))
+             and ({"SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY"} & set(_REAL_ENV)))
+BACKENDS = ["file", "s3", "supabase"] + (["supabase-real"] if _REAL else [])
+
+
+def _real_supabase_backend(monkeypatch) -> Backend:
+    """A fresh prefix in a bucket of the real server named by the environment (emptied afterwards)."""
+    for name, value in _REAL_ENV.items():
+        monkeypatch.setenv(name, value)
+    bucket = os.environ.get("ORCHESTRATOR_TEST_SUPABASE_BUCKET", "orchestrator-test")
+    store = open_store(f"supabase://{bucket}/contract-{secrets.token_hex(4)}")
+    writes: list[str] = []
+    original = store._upload
+
+    def counting_upload(*args, **kwargs):
+        writes.append(args[1])
+        return original(*args, **kwargs)
+
+    store._upload = counting_upload
+
+    def replace(sha256: str, body: bytes, recorded: str) -> None:
+        store._files.upload(store._object_name(sha256), body, {"content-type": "application/octet-stream",
+                                                              "upsert": "true", "metadata": {"sha256": recorded}})
+
+    return Backend("supabase-real", store, lambda sha: replace(sha, b"tampered", sha), lambda: len(writes),
+                   lambda sha: replace(sha, b"other bytes", "0" * 64))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path, monkeypatch) -> Iterator[Backend]:
     if request.param == "file":
-        return _file_backend(tmp_path)
-    if request.param == "s3":
-        return _s3_backend(request.getfixturevalue("s3_uri"))
-    return _supabase_backend(request.getfixturevalue("standin"))
+        yield _file_backend(tmp_path)
+    elif request.param == "s3":
+        yield _s3_backend(request.getfixturevalue("s3_uri"))
+    elif request.param == "supabase":
+        yield _supabase_backend(request.getfixturevalue("standin"))
+    else:
+        real = _real_supabase_backend(monkeypatch)
+        yield real
+        for artifact in list(real.store.list()):
+            real.store.delete(artifact.sha256)
 
 
 def _write(path: Path, size: int) -> Path:
@@ -103,7 +141,8 @@ def test_put_get_round_trip(backend: Backend, tmp_path: Path, size: int) -> None
     artifact = backend.store.put_file(source)
     assert artifact.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
     assert artifact.size == size
-    assert artifact.uri.split("?")[0] == f"{backend.store.uri.split('?')[0]}/sha256/{artifact.sha256[:2]}/{artifact.sha256}"
+    root = backend.store.uri.split("?")[0]
+    assert artifact.uri.split("?")[0] == f"{root}/sha256/{artifact.sha256[:2]}/{artifact.sha256}"
     assert backend.store.exists(artifact.sha256)
     copy = backend.store.get_file(artifact.uri, tmp_path / "out" / "copy.bin")
     assert copy.read_bytes() == source.read_bytes()
@@ -184,7 +223,7 @@ def test_signed_url_fetches_the_object(backend: Backend, tmp_path: Path) -> None
         backend.store.signed_url(backend.store.uri_for("1" * 64))
 
 
-@pytest.mark.parametrize("backend", ["s3", "supabase"], indirect=True)  # file:// objects carry no metadata
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "file"], indirect=True)  # file:// has no metadata
 def test_object_with_foreign_metadata_is_replaced(backend: Backend, tmp_path: Path) -> None:
     """An object at the right key whose recorded hash does not match is not trusted: a put writes it again."""
     assert backend.mislabel is not None

@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from artifact_fixtures import MB, _fast_retries, _no_cloud_env, moto_endpoint, s3_uri  # noqa: F401
+
 from orchestrator.artifacts import ArtifactError, open_store
 from orchestrator.artifacts.base import object_key
 from orchestrator.artifacts.s3_store import S3Store
@@ -124,7 +124,7 @@ def test_uri_with_credentials_is_refused(uri):
 
 
 def test_objects_carry_their_sha256_and_go_up_in_parts(s3_uri, tmp_path):
-    store = S3Store(s3_uri, multipart_chunk=5 * MB)
+    store = S3Store(s3_uri, upload_part_size=5 * MB)
     parts: list[int] = []
     store._client.meta.events.register("before-parameter-build.s3.UploadPart", lambda params, **_: parts.append(
         params["PartNumber"]))
@@ -157,7 +157,7 @@ def test_bucket_is_created_in_the_store_region(moto_endpoint, tmp_path):
 
 
 def test_bursts_of_5xx_are_retried_per_request(proxy, tmp_path):
-    store = S3Store(f"s3://burst-{os.getpid()}/p?endpoint={proxy.url}", multipart_chunk=5 * MB)
+    store = S3Store(f"s3://burst-{os.getpid()}/p?endpoint={proxy.url}", upload_part_size=5 * MB)
     source = _file(tmp_path / "lora.safetensors", 11 * MB)
     proxy.fail_next(2, 503, "SlowDown", method="HEAD")
     proxy.fail_next(3, 500, "InternalError", method="PUT")

@@ -13,8 +13,8 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from artifact_fixtures import MB, _fast_retries, _no_cloud_env, _standin_server, standin  # noqa: F401
+
 from orchestrator.artifacts import ArtifactError, open_store
 from orchestrator.artifacts.base import object_key
 from orchestrator.artifacts.retry import RetryPolicy

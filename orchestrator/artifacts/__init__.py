@@ -7,5 +7,13 @@ from orchestrator.artifacts.base import Artifact, ArtifactError, ArtifactNotFoun
 from orchestrator.artifacts.registry import get_artifact, open_store
 from orchestrator.artifacts.retry import RetryPolicy
 
-__all__ = ["Artifact", "ArtifactError", "ArtifactNotFoundError", "ArtifactStore", "RetryPolicy", "sha256_file",
-           "open_store", "get_artifact"]
+__all__ = [
+           "Artifact",
+           "ArtifactError",
+           "ArtifactNotFoundError",
+           "ArtifactStore",
+           "RetryPolicy",
+           "get_artifact",
+           "open_store",
+           "sha256_file",
+]

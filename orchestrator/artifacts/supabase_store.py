@@ -46,8 +46,14 @@ from typing import IO, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from orchestrator.artifacts.base import Artifact, ArtifactError, ArtifactStore, is_sha256, object_key, sha256_from_uri
-from orchestrator.artifacts.credentials import (SUPABASE_KEY_ENVS, SUPABASE_STORAGE_URL_ENV, SUPABASE_URL_ENV,
-                                                check_store_uri, first_env, mask_secrets)
+from orchestrator.artifacts.credentials import (
+    SUPABASE_KEY_ENVS,
+    SUPABASE_STORAGE_URL_ENV,
+    SUPABASE_URL_ENV,
+    check_store_uri,
+    first_env,
+    mask_secrets,
+)
 from orchestrator.artifacts.progress import Reporter
 from orchestrator.artifacts.retry import RetryPolicy, call_with_retries, default_policy, is_retryable_status
 from orchestrator.artifacts.upload_state import ResumableUploads
@@ -159,7 +165,7 @@ class SupabaseStore(ArtifactStore):
         if self._storage is not None:
             return
         endpoint = storage_endpoint()
-        key_name, key = first_env(SUPABASE_KEY_ENVS)
+        _, key = first_env(SUPABASE_KEY_ENVS)
         if endpoint is None or key is None:
             missing = [SUPABASE_URL_ENV] if endpoint is None else []
             missing += [" or ".join(SUPABASE_KEY_ENVS)] if key is None else []

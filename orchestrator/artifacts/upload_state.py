@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.config import data_dir
@@ -38,7 +38,7 @@ class ResumableUploads:
     def put(self, sha256: str, upload_url: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {"store": self.store_uri, "sha256": sha256, "upload_url": upload_url,
-                  "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
         path = self._path(sha256)
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

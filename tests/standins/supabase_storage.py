@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -88,7 +88,7 @@ class Upload:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class StorageError(Exception):
@@ -117,12 +117,11 @@ class SupabaseStorageStandIn:
     """The stand-in server. ``url`` plays SUPABASE_URL; ``storage_url`` is ``url + /storage/v1``."""
 
     def __init__(self, *, service_key: str | None = None, file_size_limit: int = 50 * 1024 * 1024,
-                 prefix: str = "/storage/v1", record_bodies: bool = False) -> None:
+                 prefix: str = "/storage/v1") -> None:
         self.service_key = service_key or ("eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(
             b'{"role":"service_role"}').decode().rstrip("=") + "." + secrets.token_urlsafe(32))
         self.file_size_limit = file_size_limit
         self.prefix = prefix
-        self.record_bodies = record_bodies
         self.buckets: dict[str, dict[str, StoredObject]] = {}
         self.bucket_meta: dict[str, dict] = {}
         self.uploads: dict[str, Upload] = {}
@@ -140,7 +139,7 @@ class SupabaseStorageStandIn:
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
-    def start(self) -> "SupabaseStorageStandIn":
+    def start(self) -> SupabaseStorageStandIn:
         self._thread.start()
         return self
 
@@ -148,7 +147,7 @@ class SupabaseStorageStandIn:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "SupabaseStorageStandIn":
+    def __enter__(self) -> SupabaseStorageStandIn:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -216,6 +215,7 @@ class SupabaseStorageStandIn:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "SupabaseStorageStandIn/1.0"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass
