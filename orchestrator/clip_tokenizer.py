@@ -636,10 +636,24 @@ def sd_scripts_tokenizer_path(cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / HF_TOKENIZER_NAME.replace("/", "_")
 
 
+#: SDXL's second tokenizer (sdxl_train_util.TOKENIZER2_PATH): the same BPE vocabulary and merges as CLIP-L, padded
+#: with "!" (sd-scripts then sets its pad_token_id to 0, the id of "!").
+SDXL_TOKENIZER2_NAME = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
+
+
 def write_sd_scripts_tokenizer_cache(cache_dir: str | os.PathLike, tokenizer: Optional[ClipTokenizer] = None) -> Path:
-    """Populate ``cache_dir`` for sd-scripts ``--tokenizer_cache_dir`` (SD1.x
-    tokenizer); returns ``cache_dir/openai_clip-vit-large-patch14``."""
-    return write_hf_tokenizer_dir(sd_scripts_tokenizer_path(cache_dir), tokenizer)
+    """Populate ``cache_dir`` for sd-scripts ``--tokenizer_cache_dir``: the SD1.x/SDXL CLIP-L tokenizer and SDXL's
+    second (bigG) tokenizer; returns ``cache_dir/openai_clip-vit-large-patch14``."""
+    first = write_hf_tokenizer_dir(sd_scripts_tokenizer_path(cache_dir), tokenizer)
+    second = Path(cache_dir) / SDXL_TOKENIZER2_NAME.replace("/", "_")
+    second.mkdir(parents=True, exist_ok=True)
+    for name, data in hf_tokenizer_files(tokenizer).items():
+        if name == "special_tokens_map.json":
+            data = _json_bytes({**_SPECIAL_TOKENS_MAP, "pad_token": "!"})
+        elif name == "tokenizer_config.json":
+            data = _json_bytes({**_TOKENIZER_CONFIG, "pad_token": "!", "name_or_path": SDXL_TOKENIZER2_NAME})
+        _write_atomic(second / name, data)
+    return first
 
 
 # --- caption budgets ------------------------------------------------------------

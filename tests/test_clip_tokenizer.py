@@ -393,3 +393,16 @@ def test_character_classes_match_regex_module():
         bmp = glue.join(c for c in chars if ord(c) < 0x10000)
         assert ct._findall(bmp) == pat.findall(bmp), repr(glue)
     assert ct._whitespace_clean("\x1c a \u2028 b \x85") == regex.sub(r"\s+", " ", "\x1c a \u2028 b \x85").strip()
+
+
+def test_sd_scripts_cache_has_the_sdxl_second_tokenizer(tmp_path):
+    from orchestrator.clip_tokenizer import write_sd_scripts_tokenizer_cache
+
+    first = write_sd_scripts_tokenizer_cache(tmp_path)
+    second = tmp_path / "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"
+    assert first.name == "openai_clip-vit-large-patch14"
+    assert (second / "vocab.json").read_bytes() == (first / "vocab.json").read_bytes()
+    assert json.loads((second / "special_tokens_map.json").read_text())["pad_token"] == "!"
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(second))
+    assert tokenizer.pad_token == "!" and tokenizer.pad_token_id == 0
