@@ -3,13 +3,7 @@
 # the same rendered files, 2 epochs), then speed variants of the same recipe (1 epoch each) to choose sd15_fast.
 #   carry: .whl and .sd-scripts
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-export ORCHESTRATOR_HOME=/tmp/orch-home SD_SCRIPTS_DIR=$PWD/.sd-scripts SD_SCRIPTS_PYTHON=$(command -v python3)
-orch() { python3 -m orchestrator "$@"; }
-now() { date +%s.%N; }
-since() { python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$1" "$(now)"; }
+source "$(dirname "$0")/gpu_common.sh"
 orch testmodel build /tmp/testmodel --device cuda --json > /tmp/testmodel.json || exit 1
 t=$(now); python3 -c "from orchestrator.base_model import fingerprint; print(fingerprint('/tmp/testmodel'))" >/dev/null
 echo "hashing the 2.1 GB test model (cold cache): $(since $t) s"

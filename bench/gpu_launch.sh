@@ -4,14 +4,8 @@
 # `accelerate launch` (orchestrator overhead), and the sd15_fast preset. Prints figures; results under $OUT.
 #   carry: .whl (the pinned wheels) and .sd-scripts (an export of the pinned commit)
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+source "$(dirname "$0")/gpu_common.sh"
 EPOCHS=${EPOCHS:-2}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-export ORCHESTRATOR_HOME=/tmp/orch-home SD_SCRIPTS_DIR=$PWD/.sd-scripts SD_SCRIPTS_PYTHON=$(command -v python3)
-orch() { python3 -m orchestrator "$@"; }
-now() { date +%s.%N; }
-since() { python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$1" "$(now)"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 
 t0=$(now)
 orch testmodel build /tmp/testmodel --device cuda --json > /tmp/testmodel.json || exit 1

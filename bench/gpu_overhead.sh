@@ -3,13 +3,7 @@
 # the bare `accelerate launch` of the rendered files and the `orchestrator launch` of the same spec, 2 epochs each.
 #   carry: .whl and .sd-scripts
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-export ORCHESTRATOR_HOME=/tmp/orch-home SD_SCRIPTS_DIR=$PWD/.sd-scripts SD_SCRIPTS_PYTHON=$(command -v python3)
-orch() { python3 -m orchestrator "$@"; }
-now() { date +%s.%N; }
-since() { python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$1" "$(now)"; }
+source "$(dirname "$0")/gpu_common.sh"
 orch testmodel build /tmp/testmodel --device cuda --json > /tmp/testmodel.json || exit 1
 spec() {  # NAME PRESET EPOCHS
   printf 'spec_version = 1\nname = "%s"\npreset = "%s"\nseed = 2025\n[base_model]\nfamily = "sd15"\npath = "/tmp/testmodel"\n[dataset]\npath = "%s/datasets/example/plain"\n[config]\nmax_train_epochs = %s\n' "$1" "$2" "$PWD" "$3" > /tmp/$1.toml

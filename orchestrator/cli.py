@@ -108,12 +108,6 @@ def db() -> None:
     """Create and migrate the tracking database."""
 
 
-def _engine(state: State):
-    from orchestrator.tracking import db as tracking_db
-
-    return tracking_db.create_engine_for(tracking_db.resolve_url(state["settings"].database_url))
-
-
 def _guard_db(state: State, action):
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -129,6 +123,18 @@ def _guard_db(state: State, action):
         engine.dispose()
 
 
+def _migrate(state: State, move, revision: str) -> tuple[str | None, str | None]:
+    """Run an Alembic move (upgrade or downgrade) to ``revision``; returns the revisions before and after."""
+    from orchestrator.tracking import db as tracking_db
+
+    def run(engine):
+        before = tracking_db.current_revision(engine)
+        move(engine, revision)
+        return before, tracking_db.current_revision(engine)
+
+    return _guard_db(state, run)
+
+
 @db.command("upgrade")
 @click.argument("revision", default="head")
 @pass_state
@@ -136,12 +142,7 @@ def db_upgrade(state: State, revision: str) -> None:
     """Migrate the database up to REVISION (default: head), creating it if needed."""
     from orchestrator.tracking import db as tracking_db
 
-    def run(engine):
-        before = tracking_db.current_revision(engine)
-        tracking_db.upgrade(engine, revision)
-        return before, tracking_db.current_revision(engine)
-
-    before, after = _guard_db(state, run)
+    before, after = _migrate(state, tracking_db.upgrade, revision)
     shown = mask_url(state["settings"].database_url)
     click.echo(f"{shown}: {before or 'empty'} -> {after}" if before != after else f"{shown}: already at {after}")
 
@@ -153,12 +154,7 @@ def db_downgrade(state: State, revision: str) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
     from orchestrator.tracking import db as tracking_db
 
-    def run(engine):
-        before = tracking_db.current_revision(engine)
-        tracking_db.downgrade(engine, revision)
-        return before, tracking_db.current_revision(engine)
-
-    before, after = _guard_db(state, run)
+    before, after = _migrate(state, tracking_db.downgrade, revision)
     click.echo(f"{mask_url(state['settings'].database_url)}: {before or 'empty'} -> {after or 'empty'}")
 
 

@@ -1,0 +1,74 @@
+"""Benchmark: images per second of the pixel-art metrics on CPU, one core, on 512x512 images.
+
+Images are realistic worst cases for the 24x24 metrics: smooth noisy renders (hundreds of colours after the
+downscale), plus nearest-upscaled pixel art. The palette is the colours of 40 pixel-art "training" images (a few
+hundred colours, like the users' 203-image set). Prints figures; asserts nothing. Target: >= 500 images/s for the
+24x24 metrics (unique_colors_24, unique_colors_24_two_stage, colors_95, palette_distance).
+
+    python bench/bench_metrics.py [--images 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from orchestrator.evaluation import metrics as m
+
+
+def renders(count: int, seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        if i % 2:
+            small = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) // 32 * 32
+            out.append(Image.fromarray(small).resize((512, 512), Image.NEAREST))
+        else:
+            noise = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            out.append(Image.fromarray(noise).resize((512, 512), Image.BICUBIC).filter(ImageFilter.GaussianBlur(2)))
+    return out
+
+
+def rate(label: str, function, images: list[Image.Image]) -> float:
+    function(images[0])  # warm caches
+    start = time.perf_counter()
+    for image in images:
+        function(image)
+    per_second = len(images) / (time.perf_counter() - start)
+    print(f"  {label:<34} {per_second:10.0f} images/s")
+    return per_second
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=400)
+    args = parser.parse_args()
+    images = renders(args.images)
+    training = [Image.fromarray(np.random.default_rng(100 + i).integers(0, 8, (24, 24, 3), dtype=np.uint8) * 36)
+                .resize((512, 512), Image.NEAREST) for i in range(40)]
+    palette = m.palette_of(training)
+    colours = np.mean([m.unique_colors_24(i) for i in images])
+    print(f"{len(images)} images 512x512 (mean unique_colors_24 {colours:.0f}); palette of {len(palette)} colours")
+
+    def metrics_24(image: Image.Image) -> None:
+        small = m.downscale_24(image)
+        m.unique_colors(small)
+        m.unique_colors_24_two_stage(image)
+        m.colors_95(image, small=small)
+        m.palette_distance(image, palette, small=small)
+
+    rate("unique_colors_24", m.unique_colors_24, images)
+    rate("unique_colors_24_two_stage", m.unique_colors_24_two_stage, images)
+    rate("colors_95", m.colors_95, images)
+    rate("palette_distance", lambda image: m.palette_distance(image, palette), images)
+    rate("grid_alignment (512 image)", m.grid_alignment, images)
+    total = rate("all 24x24 metrics together", metrics_24, images)
+    rate("score_image (all five)", lambda image: m.score_image(image, palette), images)
+    print(f"target >= 500 images/s for the 24x24 metrics: {'met' if total >= 500 else 'NOT met'} ({total:.0f})")
+
+
+if __name__ == "__main__":
+    main()
