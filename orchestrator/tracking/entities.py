@@ -99,6 +99,12 @@ class RunRecord(Record):
     rating: int | None
     best_epoch: int | None
     best_score: float | None
+    queue: str | None = None
+    worker: str | None = None
+    remote_kind: str | None = None
+    remote_id: str | None = None
+    gpu_type: str | None = None
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True)

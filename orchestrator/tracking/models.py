@@ -144,6 +144,7 @@ class Run(Base):
             name="caption_version_confidence",
         ),
         Index("ix_runs_status_heartbeat_at", "status", "heartbeat_at"),
+        Index("ix_runs_status_queue_created_at", "status", "queue", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -185,6 +186,13 @@ class Run(Base):
     # Kept by the store whenever evaluation scores change: the epoch with the lowest mean unique_colors_24.
     best_epoch: Mapped[int | None] = mapped_column(Integer)
     best_score: Mapped[float | None] = mapped_column(Float)
+    # Remote runs: the queue a worker claims from, who claimed it, and where it ran.
+    queue: Mapped[str | None] = mapped_column(String(100))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    remote_kind: Mapped[str | None] = mapped_column(String(20))  # "ssh" | "runpod" | None (local)
+    remote_id: Mapped[str | None] = mapped_column(String(200))  # e.g. the RunPod pod id
+    gpu_type: Mapped[str | None] = mapped_column(String(100))
+    cost_usd: Mapped[float | None] = mapped_column(Float)
 
 
 class Checkpoint(Base):
