@@ -270,6 +270,57 @@ class TrackingStore:
                     lost.append(run_id)
             return lost
 
+    # ---- the run queue -----------------------------------------------------------------------------------------
+
+    def claim_run(self, worker: str, *, run_id: str | None = None, queue: str | None = None) -> RunRecord | None:
+        """Take one queued run for ``worker`` (oldest first), or None when there is none.
+
+        Exactly one worker gets a run: PostgreSQL locks the chosen row with FOR UPDATE SKIP LOCKED (concurrent
+        workers skip it and take the next); SQLite transactions here begin IMMEDIATE, so the select and the update
+        already run under the one write lock. The status update is conditional either way.
+        """
+        now = utcnow()
+        with self._session() as session:
+            query = sa.select(Run.id).where(Run.status == "queued").order_by(Run.created_at, Run.id).limit(1)
+            if run_id:
+                query = query.where(Run.id == run_id)
+            if queue:
+                query = query.where(Run.queue == queue)
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            chosen = session.scalars(query).first()
+            if chosen is None:
+                return None
+            result = session.execute(
+                sa.update(Run).where(Run.id == chosen, Run.status == "queued")
+                .values(status="running", worker=worker, started_at=now, heartbeat_at=now, finished_at=None)
+            )
+            if result.rowcount != 1:
+                return None
+            session.add(RunEvent(run_id=chosen, at=now, kind="status", message=f"running (claimed by {worker})"))
+            session.flush()
+            return _run_record(session.get(Run, chosen))
+
+    def requeue(self, run_ref: str) -> RunRecord:
+        """Put a lost, failed or cancelled run back in the queue as a new attempt (its checkpoints are kept)."""
+        with self._session() as session:
+            row = self._find_run(session, run_ref)
+            if row.status not in ("lost", "failed", "cancelled"):
+                raise InputError(f"run {row.id} is {row.status}; only lost, failed or cancelled runs can be requeued",
+                                 "wait for it to end, or cancel it first")
+            result = session.execute(
+                sa.update(Run).where(Run.id == row.id, Run.status == row.status).values(
+                    status="queued", attempt=Run.attempt + 1, started_at=None, finished_at=None, heartbeat_at=None,
+                    exit_code=None, error_summary=None, worker=None)
+            )
+            if result.rowcount != 1:
+                raise InputError(f"run {row.id} changed while requeueing", "try again")
+            session.add(RunEvent(run_id=row.id, at=utcnow(), kind="status",
+                                 message=f"queued (attempt {row.attempt + 1})"))
+            session.flush()
+            session.refresh(row)
+            return _run_record(row)
+
     # ---- events and checkpoints -------------------------------------------------------------------------------
 
     def record_event(
