@@ -339,7 +339,8 @@ from orchestrator.cli_artifacts import artifacts  # noqa: E402 - the artifacts g
 cli.add_command(artifacts)
 
 
-from orchestrator.cli_launch import import_lora_command, launch, reproduce, testmodel  # noqa: E402
+from orchestrator.cli_launch import import_lora_command, launch, reproduce, testmodel, worker  # noqa: E402
+cli.add_command(worker)
 cli.add_command(launch)
 cli.add_command(reproduce)
 cli.add_command(import_lora_command)

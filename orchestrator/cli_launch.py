@@ -83,19 +83,34 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @store_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path),
               help="Where run work directories go (default: <data dir>/runs).")
+@click.option("--on", "on", default="local", show_default=True, metavar="local|queue[:NAME]",
+              help="local: run it here now. queue: record it as queued (dataset stored first) for "
+                   "`orchestrator worker` on a machine that reaches the same database and store; prints the run id.")
 @json_option
 @pass_state
 def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str | None, work_root: Path | None,
-           as_json: bool) -> None:
-    """Record and run SPEC locally: snapshot, validate, render, train, register checkpoints."""
+           on: str, as_json: bool) -> None:
+    """Record and run SPEC: snapshot, validate, render, train, register checkpoints."""
     from orchestrator.artifacts import open_store
-    from orchestrator.launch import prepare_run
+    from orchestrator.errors import InputError
+    from orchestrator.launch import enqueue, prepare_run
     from orchestrator.spec import load_spec
 
     spec = load_spec(spec_path)
+    target, _, queue_name = on.partition(":")
+    if target not in ("local", "queue"):
+        raise InputError(f"--on {on!r} is not a known launcher", "use local or queue[:NAME]")
     with state.store() as store:
         mark_stale_runs_lost(store)
         artifacts = open_store(store_uri)
+        if target == "queue":
+            run = enqueue(store, artifacts, spec, queue=queue_name or None)
+            if as_json:
+                echo_json(run.to_dict())
+            else:
+                click.echo(f"{run.id}  queued{f' on {queue_name}' if queue_name else ''}: start "
+                           f"`orchestrator worker --run-id {run.id}` where the GPU is")
+            return
         prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, work_root=work_root)
         _run_and_report(state, store, artifacts, prepared, as_json)
 
@@ -192,3 +207,94 @@ def testmodel_build(dest: Path, seed: int, dtype: str, device: str, force: bool,
     else:
         counts = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in summary["parameters"].items())
         click.echo(f"{dest}: random SD1.5-shaped model ({counts})")
+
+
+@click.command("worker")
+@click.option("--run-id", "run_id", help="Claim this queued run only.")
+@click.option("--queue", "queue", help="Claim from this queue only.")
+@click.option("--loop", is_flag=True, help="Keep claiming until the queue is empty (default: one run).")
+@sd_scripts_option
+@store_option
+@click.option("--work-root", type=click.Path(file_okay=False, path_type=Path))
+@pass_state
+def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_scripts: str | None,
+           store_uri: str | None, work_root: Path | None) -> None:
+    """Claim a queued run (exactly one worker gets it), train it here, record everything; exit 1 on failure."""
+    import socket
+
+    from orchestrator.artifacts import open_store
+    from orchestrator.launch import run_claimed
+
+    name = f"{socket.gethostname()}:{__import__('os').getpid()}"
+    failures = 0
+    with state.store() as store:
+        artifacts = open_store(store_uri)
+        while True:
+            mark_stale_runs_lost(store)
+            claimed = store.claim_run(name, run_id=run_id, queue=queue)
+            if claimed is None:
+                if run_id:
+                    click.echo(f"Error: run {run_id} is not queued (hint: `orchestrator runs show {run_id}`)",
+                               err=True)
+                    sys.exit(2)
+                click.echo("no queued run", err=True)
+                break
+            click.echo(f"claimed {claimed.id} ({claimed.name}, attempt {claimed.attempt})", err=True)
+            with LiveProgress(quiet=not sys.stderr.isatty()) as live:
+                outcome = run_claimed(store, artifacts, claimed, sd_scripts=sd_scripts, work_root=work_root,
+                                      on_event=live)
+            click.echo(f"run {claimed.id}: {outcome.status} in {outcome.wall_seconds:.1f} s")
+            failures += outcome.status != "succeeded"
+            if not loop or run_id:
+                break
+    if failures:
+        sys.exit(1)
+
+
+@runs.command("requeue")
+@click.argument("run_ref", metavar="RUN_ID")
+@pass_state
+def runs_requeue(state: State, run_ref: str) -> None:
+    """Put a lost, failed or cancelled run back in the queue as a new attempt."""
+    with state.store() as store:
+        run = store.requeue(run_ref)
+    click.echo(f"{run.id}: queued again (attempt {run.attempt})")
+
+
+@runs.command("watch")
+@click.argument("run_ref", metavar="RUN_ID")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between polls.")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@pass_state
+def runs_watch(state: State, run_ref: str, interval: float, timeout: float | None) -> None:
+    """Follow a run from the database (status, epoch, step, loss, checkpoints) until it ends."""
+    import time
+
+    ended = ("succeeded", "failed", "cancelled", "lost")
+    deadline = time.monotonic() + timeout if timeout else None
+    last = 0
+    with state.store() as store:
+        run = store.get_run(run_ref)
+        click.echo(f"{run.id} ({run.name}): {run.status}")
+        while True:
+            for event in store.events(run.id, after_id=last):
+                last = event.id
+                parts = [event.at.isoformat(timespec="seconds"), event.kind]
+                if event.epoch is not None:
+                    parts.append(f"epoch {event.epoch}")
+                if event.step is not None:
+                    total = (event.data or {}).get("total_steps")
+                    parts.append(f"step {event.step}" + (f"/{total}" if total else ""))
+                if event.loss is not None:
+                    parts.append(f"loss {event.loss:.4f}")
+                if event.message and event.kind != "progress":
+                    parts.append(event.message)
+                click.echo("  ".join(parts))
+            run = store.get_run(run.id)
+            if run.status in ended:
+                click.echo(f"{run.id}: {run.status}" + (f" (best epoch {run.best_epoch})" if run.best_epoch else ""))
+                sys.exit(0 if run.status == "succeeded" else 1)
+            if deadline and time.monotonic() > deadline:
+                click.echo(f"{run.id}: still {run.status} after {timeout:.0f} s", err=True)
+                sys.exit(3)
+            time.sleep(interval)

@@ -117,8 +117,12 @@ def prepare_run(
     work_root: Path | None = None,
     tokenizer_cache_dir: Path | None = None,
     name: str | None = None,
+    claimed: RunRecord | None = None,
 ) -> PreparedRun:
-    """Check everything, record the run (status planned) and build its work directory; nothing runs yet."""
+    """Check everything, record the run (status planned) and build its work directory; nothing runs yet.
+
+    ``claimed``: a queued run a worker has claimed; its record is completed here instead of a new one created.
+    """
     sd = locate(sd_scripts or spec.sd_scripts.path)
     expected = spec.sd_scripts.commit or pinned_commit()
     if sd.commit != expected:
@@ -143,7 +147,7 @@ def prepare_run(
     snapshot = _resolve_dataset(store, artifacts, spec, snapshot_id)
     _check_caption_version(store, spec, snapshot.caption_version_id)
     layout = _layout_from_snapshot(store, snapshot.id)
-    run_id = new_run_id()
+    run_id = claimed.id if claimed else new_run_id()
     work_dir = (work_root or runs_root()) / run_id
     tokenizer_dir = tokenizer_cache_dir or default_tokenizer_cache()
     write_sd_scripts_tokenizer_cache(tokenizer_dir)
@@ -160,20 +164,25 @@ def prepare_run(
     rendered = plan.rendered
     assert rendered is not None
     settings = {k: v.value for k, v in resolve_settings(resolved, plan.preset).items()} if plan.preset else {}
-    run = store.create_run(NewRun(
-        id=run_id, name=name or resolved.name or resolved.preset, status="planned", preset=resolved.preset,
-        spec=resolved.to_dict(), config_toml=rendered.config_toml, dataset_toml=rendered.dataset_toml,
-        argv=list(rendered.argv), sd_scripts_commit=sd.commit, base_model_family=resolved.family,
-        base_model_name=resolved.base_model.name or Path(model.path).name, base_model_sha256=model.sha256,
-        network_dim=_int(settings.get("network_dim")),
-        network_alpha=_float(settings.get("network_alpha")),
-        resolution=_text(settings.get("resolution")),
-        max_epochs=_int(settings.get("max_train_epochs")),
-        seed=resolved.seed, dataset_snapshot_id=snapshot.id, caption_version_id=snapshot.caption_version_id,
+    fields = dict(
+        preset=resolved.preset, spec=resolved.to_dict(), config_toml=rendered.config_toml,
+        dataset_toml=rendered.dataset_toml, argv=list(rendered.argv), sd_scripts_commit=sd.commit,
+        base_model_family=resolved.family, base_model_name=resolved.base_model.name or Path(model.path).name,
+        base_model_sha256=model.sha256, network_dim=_int(settings.get("network_dim")),
+        network_alpha=_float(settings.get("network_alpha")), resolution=_text(settings.get("resolution")),
+        max_epochs=_int(settings.get("max_train_epochs")), seed=resolved.seed, dataset_snapshot_id=snapshot.id,
+        caption_version_id=snapshot.caption_version_id,
         caption_version_confidence="known" if snapshot.caption_version_id else None,
-        executor=resolved.executor.kind, host=socket.gethostname(), work_dir=str(work_dir),
-        parent_run_id=parent.id if parent else None, tags=resolved.tags, notes=resolved.notes,
-    ))
+        host=socket.gethostname(), work_dir=str(work_dir),
+    )
+    if claimed is not None:
+        run = store.update_run(claimed.id, **fields)
+    else:
+        run = store.create_run(NewRun(
+            id=run_id, name=name or resolved.name or resolved.preset, status="planned",
+            executor=resolved.executor.kind, parent_run_id=parent.id if parent else None, tags=resolved.tags,
+            notes=resolved.notes, **fields,
+        ))
     try:
         from orchestrator.datasets.materialize import materialize_snapshot
 
@@ -194,7 +203,8 @@ def prepare_run(
 def execute(store: TrackingStore, artifacts: ArtifactStore, prepared: PreparedRun, *,
             on_event: Callable[[TrainerEvent], None] | None = None) -> RunOutcome:
     """Run the prepared trainer; Ctrl-C / SIGTERM stop its process group and mark the run cancelled."""
-    store.set_status(prepared.run.id, "running", host=socket.gethostname())
+    if store.get_run(prepared.run.id).status != "running":  # a worker's claimed run is running already
+        store.set_status(prepared.run.id, "running", host=socket.gethostname())
     trainer = LocalTrainerRun(store, artifacts, prepared.run.id, prepared.command, on_event=on_event)
     previous = {}
 
@@ -248,3 +258,53 @@ def _text(value) -> str | None:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+def enqueue(store: TrackingStore, artifacts: ArtifactStore, spec: RunSpec, *, queue: str | None = None,
+            remote_kind: str | None = None) -> RunRecord:
+    """Record a run as queued, with its dataset snapshot and caption version already stored, for a worker.
+
+    The spec is validated here against a placeholder environment (the worker renders the final files with its own
+    sd-scripts and base model paths), so a bad spec is refused before anything is queued.
+    """
+    snapshot = _resolve_dataset(store, artifacts, spec, None)
+    _check_caption_version(store, spec, snapshot.caption_version_id)
+    layout = _layout_from_snapshot(store, snapshot.id)
+    context = RenderContext(sd_scripts_dir="<sd-scripts>", work_dir="<work dir>",
+                            tokenizer_cache_dir=str(default_tokenizer_cache()))
+    plan = make_plan(spec, context, layout=layout)
+    if not plan.ok:
+        errors = [p for p in plan.problems if p.severity == "error"]
+        raise InputError(f"the spec does not validate: {errors[0].one_line() if errors else 'no plan'}",
+                         "run `orchestrator plan SPEC` to see every problem")
+    return _queued_with(store, plan.spec, snapshot, queue, remote_kind)
+
+
+def _queued_with(store: TrackingStore, resolved: RunSpec, snapshot, queue: str | None,
+                 remote_kind: str | None) -> RunRecord:
+    run = store.create_run(NewRun(
+        name=resolved.name or resolved.preset, status="queued", preset=resolved.preset, spec=resolved.to_dict(),
+        base_model_family=resolved.family, base_model_name=resolved.base_model.name or resolved.base_model.path,
+        base_model_sha256=resolved.base_model.sha256, seed=resolved.seed, dataset_snapshot_id=snapshot.id,
+        caption_version_id=snapshot.caption_version_id,
+        caption_version_confidence="known" if snapshot.caption_version_id else None,
+        executor=remote_kind or "worker", tags=resolved.tags, notes=resolved.notes, queue=queue,
+        remote_kind=remote_kind,
+    ))
+    return run
+
+
+def run_claimed(store: TrackingStore, artifacts: ArtifactStore, claimed: RunRecord, *, sd_scripts: str | None = None,
+                work_root: Path | None = None,
+                on_event: Callable[[TrainerEvent], None] | None = None) -> RunOutcome:
+    """A worker's side: complete the claimed run's record with this machine's rendering, then train."""
+    spec = RunSpec.from_dict(claimed.spec or {})
+    try:
+        prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, snapshot_id=claimed.dataset_snapshot_id,
+                               work_root=work_root, claimed=claimed)
+    except OrchestratorError as error:
+        if store.get_run(claimed.id).status == "running":
+            store.set_status(claimed.id, "failed", error_summary=f"the worker could not prepare the run: "
+                             f"{error.one_line()}")
+        raise
+    return execute(store, artifacts, prepared, on_event=on_event)

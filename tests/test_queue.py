@@ -65,3 +65,52 @@ def test_requeue_makes_a_new_attempt_and_keeps_checkpoints(store):
     assert store.claim_run("w2").attempt == 2
     with pytest.raises(InputError, match="only lost, failed or cancelled"):
         store.requeue(run.id)
+
+
+def _cli(*args, database):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    return CliRunner().invoke(cli, ["--database", database, *args])
+
+
+def test_launch_on_queue_then_worker_without_sd_scripts_fails_cleanly(db_url, tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    monkeypatch.delenv("SD_SCRIPTS_DIR", raising=False)
+    spec = Path(__file__).resolve().parent.parent / "kohya_configs" / "specs" / "example_plain.toml"
+    store_uri = (tmp_path / "store").as_uri()
+    queued = _cli("launch", str(spec), "--on", "queue:h100", "--store", store_uri, "--json", database=db_url)
+    assert queued.exit_code == 0, queued.output
+    run = json.loads(queued.output)
+    assert (run["status"], run["queue"], run["seed"]) == ("queued", "h100", 2025)
+    assert run["dataset_snapshot_id"] and run["caption_version_id"]
+    # another queue's worker leaves it alone
+    other = _cli("worker", "--queue", "a100", "--store", store_uri, database=db_url)
+    assert other.exit_code == 0 and "no queued run" in other.output
+    failed = _cli("worker", "--queue", "h100", "--store", store_uri, database=db_url)
+    assert failed.exit_code == 1
+    assert "sd-scripts is not configured" in failed.output and "Traceback" not in failed.output
+    shown = json.loads(_cli("runs", "show", run["id"], "--json", database=db_url).output)
+    assert shown["status"] == "failed" and "sd-scripts is not configured" in shown["error_summary"]
+    requeued = _cli("runs", "requeue", run["id"], database=db_url)
+    assert requeued.exit_code == 0 and "attempt 2" in requeued.output
+    watched = _cli("runs", "watch", run["id"], "--timeout", "0.5", "--interval", "0.1", database=db_url)
+    assert watched.exit_code == 3 and "still queued" in watched.output
+
+
+def test_bad_launcher_and_bad_spec_queue_nothing(db_url, tmp_path):
+    import json
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parent.parent / "kohya_configs" / "specs" / "example_plain.toml"
+    bad = _cli("launch", str(spec), "--on", "mars", database=db_url)
+    assert bad.exit_code != 0 and "not a known launcher" in bad.output
+    broken = tmp_path / "broken.toml"
+    broken.write_text(spec.read_text().replace("max_train_epochs = 2", "max_train_epochs = 2\nnetwork_dimm = 8")
+                      .replace("../../datasets", str(spec.parent.parent.parent / "datasets")))
+    refused = _cli("launch", str(broken), "--on", "queue", "--store", (tmp_path / "s").as_uri(), database=db_url)
+    assert refused.exit_code != 0 and "network_dimm" in refused.output
+    assert json.loads(_cli("runs", "list", "--json", database=db_url).output) == []

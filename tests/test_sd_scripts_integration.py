@@ -101,3 +101,15 @@ lr_warmup_steps = 0
     report = json.loads(verified.output)
     mismatched = [f for f in report["fields"] if f["verdict"] in ("mismatch", "missing")]
     assert mismatched == [] and verified.exit_code == 0
+
+    # The same spec through the queue: recorded as queued, then a worker claims and trains it.
+    queued = runner.invoke(cli, ["--database", database, "launch", str(spec), "--store", store, "--on", "queue",
+                                 "--json"])
+    assert queued.exit_code == 0, queued.output
+    queued_id = json.loads(queued.output)["id"]
+    worked = runner.invoke(cli, ["--database", database, "worker", "--run-id", queued_id, "--store", store,
+                                 "--work-root", str(tmp_path / "runs")])
+    assert worked.exit_code == 0, worked.output
+    shown = json.loads(runner.invoke(cli, ["--database", database, "runs", "show", queued_id, "--json"]).output)
+    assert shown["status"] == "succeeded" and [c["epoch"] for c in shown["checkpoints"]] == [1, 2]
+    assert shown["worker"] and shown["config_toml"] == run["config_toml"]  # same files as the local launch

@@ -57,6 +57,8 @@ class NewRun:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    queue: str | None = None
+    remote_kind: str | None = None
 
 
 @dataclass(frozen=True)
