@@ -83,13 +83,21 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @store_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path),
               help="Where run work directories go (default: <data dir>/runs).")
-@click.option("--on", "on", default="local", show_default=True, metavar="local|queue[:NAME]",
+@click.option("--on", "on", default="local", show_default=True, metavar="local|queue[:NAME]|ssh://USER@HOST[:PORT]",
               help="local: run it here now. queue: record it as queued (dataset stored first) for "
-                   "`orchestrator worker` on a machine that reaches the same database and store; prints the run id.")
+                   "`orchestrator worker` on a machine that reaches the same database and store. ssh://: queue it "
+                   "and start that worker on the host over SSH; returns at once (see `runs watch`) unless --wait.")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="OPT",
+              help="Extra argument for ssh (repeatable), e.g. --ssh-option=-i --ssh-option=~/.ssh/gpu_key.")
+@click.option("--remote-orchestrator", default="orchestrator", show_default=True,
+              help="The orchestrator command on the remote host.")
+@click.option("--remote-sd-scripts", metavar="PATH", help="sd-scripts checkout on the remote host.")
+@click.option("--wait", is_flag=True, help="With ssh://: stay until the remote worker ends; exit 1 unless it succeeded.")
 @json_option
 @pass_state
 def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str | None, work_root: Path | None,
-           on: str, as_json: bool) -> None:
+           on: str, ssh_options: tuple[str, ...], remote_orchestrator: str, remote_sd_scripts: str | None,
+           wait: bool, as_json: bool) -> None:
     """Record and run SPEC: snapshot, validate, render, train, register checkpoints."""
     from orchestrator.artifacts import open_store
     from orchestrator.errors import InputError
@@ -98,11 +106,17 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
 
     spec = load_spec(spec_path)
     target, _, queue_name = on.partition(":")
-    if target not in ("local", "queue"):
-        raise InputError(f"--on {on!r} is not a known launcher", "use local or queue[:NAME]")
+    if on.startswith("ssh://"):
+        target = "ssh"
+    elif target not in ("local", "queue"):
+        raise InputError(f"--on {on!r} is not a known launcher", "use local, queue[:NAME] or ssh://USER@HOST[:PORT]")
     with state.store() as store:
         mark_stale_runs_lost(store)
         artifacts = open_store(store_uri)
+        if target == "ssh":
+            _launch_over_ssh(state, store, artifacts, spec, on, ssh_options, remote_orchestrator, remote_sd_scripts,
+                             wait, as_json)
+            return
         if target == "queue":
             run = enqueue(store, artifacts, spec, queue=queue_name or None)
             if as_json:
@@ -113,6 +127,41 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
             return
         prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, work_root=work_root)
         _run_and_report(state, store, artifacts, prepared, as_json)
+
+
+def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options, remote_orchestrator: str,
+                     remote_sd_scripts: str | None, wait: bool, as_json: bool) -> None:
+    import os
+
+    from orchestrator.executors.remote import check_remote_reachable, worker_environment
+    from orchestrator.executors.ssh import SshLauncher, parse_target
+    from orchestrator.launch import enqueue
+
+    database_url = state["settings"].database_url
+    check_remote_reachable(database_url, artifacts.uri, os.environ)  # before anything is queued
+    target = parse_target(on)
+    launcher = SshLauncher(target, options=ssh_options, remote_orchestrator=remote_orchestrator)
+    launcher.check_connection()
+    run = enqueue(store, artifacts, spec, remote_kind="ssh")
+    store.update_run(run.id, remote_id=str(target))
+    worker_args = ["--sd-scripts", remote_sd_scripts] if remote_sd_scripts else []
+    env = worker_environment(database_url, artifacts.uri, os.environ)
+    code = launcher.start_worker(run.id, env, worker_args, on_line=lambda line: click.echo(line, err=True),
+                                 detach=not wait)
+    final = store.get_run(run.id)
+    if final.status == "queued" and (wait or code != 0):
+        store.set_status(run.id, "failed", error_summary=f"the worker on {target} exited with {code} before "
+                         "claiming the run (is orchestrator installed there? see --remote-orchestrator)")
+        final = store.get_run(run.id)
+    if as_json:
+        echo_json(final.to_dict())
+    else:
+        click.echo(f"{run.id}  {final.status} on {target}" + ("" if wait else f": follow with `orchestrator runs "
+                                                               f"watch {run.id}`"))
+    if (wait and final.status != "succeeded") or final.status == "failed":
+        if final.error_summary and not as_json:
+            click.echo(final.error_summary, err=True)
+        sys.exit(1)
 
 
 @click.command("reproduce")
