@@ -18,7 +18,7 @@ install-test: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 
 postgres:
-	@bash tools/ensure-postgres.sh
+	@bash tools/ensure-test-services.sh
 
 demo: install
 	ORCHESTRATOR_HOME=$${ORCHESTRATOR_HOME:-$(CURDIR)/.work/demo-home} bash tools/demo.sh $(BIN)/orchestrator

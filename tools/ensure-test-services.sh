@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start the local PostgreSQL cluster if it is down (the tests talk to a real server), and make sure pgbouncer is
-# there for the transaction-pooler test. Both are best effort: the tests say clearly what is missing.
+# Start the local PostgreSQL cluster if it is down (the tests talk to a real server), and make sure pgbouncer (the
+# transaction-pooler test) and OpenSSH's server and client (the ssh launcher test) are installed. All best effort:
+# the tests say clearly what is missing.
 set -u
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   if [ -d /etc/postgresql ]; then
@@ -11,5 +12,10 @@ fi
 if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] && [ "$(id -u)" = 0 ]; then
   (apt-get install -y -q pgbouncer >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pgbouncer >/dev/null 2>&1; }) \
     || echo "note: could not install pgbouncer; the transaction-pooler test will be skipped"
+fi
+if { ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; } && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y -q openssh-server openssh-client >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q openssh-server openssh-client >/dev/null 2>&1; }) \
+    || echo "note: could not install openssh-server; the ssh launcher tests will be skipped"
 fi
 pg_isready -h 127.0.0.1 -p 5432 || echo "warning: PostgreSQL on 127.0.0.1:5432 is not answering"
