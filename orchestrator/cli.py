@@ -346,6 +346,9 @@ cli.add_command(reproduce)
 cli.add_command(import_lora_command)
 cli.add_command(testmodel)
 
+from orchestrator.cli_eval import eval_command, score  # noqa: E402 - score/eval live in cli_eval.py
+cli.add_command(eval_command); cli.add_command(score)
+
 
 def main() -> None:
     cli(prog_name="orchestrator")

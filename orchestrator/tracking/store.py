@@ -855,6 +855,33 @@ class TrackingStore:
 
     # ---- end of datasets and caption versions ----
 
+    # ---- evaluation ----
+    # Read-only queries for orchestrator.evaluation (resuming generation, contact sheets).
+
+    def suite_samples(self, run_id: str, suite_name: str) -> list[dict[str, Any]]:
+        """Every recorded sample of a run under a prompt suite: epoch, prompt (name), seed, evaluation id and mode,
+        image URIs and metrics; ordered by epoch, prompt position, seed."""
+        columns = [getattr(EvaluationSample, m) for m in METRICS]
+        with self._session() as session:
+            rows = session.execute(
+                sa.select(EvaluationSample.epoch, Prompt.name, EvaluationSample.seed, EvaluationSample.evaluation_id,
+                          Evaluation.mode, EvaluationSample.image_uri, EvaluationSample.image_24_uri, *columns)
+                .join(Evaluation, Evaluation.id == EvaluationSample.evaluation_id)
+                .join(PromptSuite, PromptSuite.id == Evaluation.suite_id)
+                .outerjoin(Prompt, Prompt.id == EvaluationSample.prompt_id)
+                .where(EvaluationSample.run_id == run_id, PromptSuite.name == suite_name)
+                .order_by(EvaluationSample.epoch, Prompt.position, EvaluationSample.seed, EvaluationSample.id)
+            ).all()
+        keys = ("epoch", "prompt", "seed", "evaluation_id", "mode", "image_uri", "image_24_uri", *METRICS)
+        return [dict(zip(keys, row)) for row in rows]
+
+    def recorded_samples(self, run_id: str, suite_name: str, *, mode: str = "generate") -> set[tuple[int, str, int]]:
+        """(epoch, prompt name, seed) of the samples of ``mode`` evaluations already recorded for run and suite."""
+        return {(r["epoch"], r["prompt"], r["seed"]) for r in self.suite_samples(run_id, suite_name)
+                if r["mode"] == mode and r["prompt"] is not None and r["seed"] is not None}
+
+    # ---- end of evaluation ----
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):

@@ -1,0 +1,288 @@
+"""Pixel-art metrics of one generated image: pure functions of Pillow images and numpy arrays.
+
+Every metric is "lower is better". The names are the columns of ``evaluation_samples``
+(:data:`orchestrator.tracking.models.METRICS`).
+
+* ``unique_colors_24`` — the users' metric, reproduced exactly: the number of distinct RGB colours of
+  ``image.convert("RGB").resize((24, 24), Image.NEAREST)``. A clean 24x24 portrait has a few dozen; a smooth render
+  has hundreds (their CAPTION_FIX epoch 8 averaged 216.6).
+* ``unique_colors_24_two_stage`` — the same count after their proposed two-stage downscale
+  (``resize((96, 96), LANCZOS)`` then ``resize((24, 24), NEAREST)``, notes 002): less sensitive to which single
+  source pixel the nearest-neighbour sampler happens to hit.
+* ``colors_95`` — the smallest number of colours that together cover at least 95% of the 576 pixels of the 24x24
+  NEAREST downscale: ignores a few stray pixels that inflate ``unique_colors_24``.
+* ``palette_distance`` — the mean CIEDE2000 distance from each pixel of the 24x24 NEAREST downscale to the nearest
+  colour of a reference palette (normally: every colour of the training images' 24x24 downscales). 0 means every
+  pixel uses a training colour; about 1 is a just-noticeable difference.
+* ``grid_alignment`` — the mean over the 24x24 cells of the full-size image of the within-cell variance of the pixel
+  values (per RGB channel, averaged over channels, in 8-bit units squared). 0 means every cell is one flat colour,
+  i.e. the image is a nearest-neighbour upscale of a 24x24 image; anti-aliased or smooth images score high.
+  Cells are the pixels that Pillow's NEAREST upscale of a 24x24 image would fill, so the grid matches exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+GRID = 24
+TWO_STAGE_SIZE = 96
+COVERAGE = 0.95
+
+__all__ = [
+    "GRID",
+    "Palette",
+    "ciede2000",
+    "colors_95",
+    "downscale_24",
+    "downscale_24_two_stage",
+    "grid_alignment",
+    "palette_distance",
+    "palette_of",
+    "rgb_to_lab",
+    "score_image",
+    "unique_colors",
+    "unique_colors_24",
+    "unique_colors_24_two_stage",
+]
+
+
+# ---- downscales ------------------------------------------------------------------------------------------------
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def downscale_24(image: Image.Image) -> Image.Image:
+    """The users' downscale: RGB, ``resize((24, 24), Image.NEAREST)``."""
+    return _rgb(image).resize((GRID, GRID), Image.NEAREST)
+
+
+def downscale_24_two_stage(image: Image.Image) -> Image.Image:
+    """512 → 96 LANCZOS → 24 NEAREST (the users' notes 002)."""
+    return _rgb(image).resize((TWO_STAGE_SIZE, TWO_STAGE_SIZE), Image.LANCZOS).resize((GRID, GRID), Image.NEAREST)
+
+
+def _packed(image: Image.Image) -> np.ndarray:
+    """Pixels as one uint32 per pixel (0xRRGGBB)."""
+    a = np.asarray(_rgb(image), dtype=np.uint32).reshape(-1, 3)
+    return (a[:, 0] << 16) | (a[:, 1] << 8) | a[:, 2]
+
+
+def unique_colors(image: Image.Image) -> int:
+    """Number of distinct RGB colours of ``image`` as it is (no resizing)."""
+    return int(np.unique(_packed(image)).size)
+
+
+# ---- the metrics ------------------------------------------------------------------------------------------------
+
+
+def unique_colors_24(image: Image.Image) -> int:
+    """Distinct RGB colours of the 24x24 NEAREST downscale (lower is better; the users' metric)."""
+    return unique_colors(downscale_24(image))
+
+
+def unique_colors_24_two_stage(image: Image.Image) -> int:
+    """Distinct RGB colours of the 96 LANCZOS → 24 NEAREST downscale (lower is better)."""
+    return unique_colors(downscale_24_two_stage(image))
+
+
+def colors_95(image: Image.Image, *, coverage: float = COVERAGE, small: Image.Image | None = None) -> int:
+    """Smallest number of colours covering ``coverage`` of the 24x24 NEAREST downscale's pixels (lower is better)."""
+    pixels = _packed(small if small is not None else downscale_24(image))
+    _, counts = np.unique(pixels, return_counts=True)
+    counts = np.sort(counts)[::-1]
+    needed = coverage * pixels.size
+    return int(np.searchsorted(np.cumsum(counts), needed - 1e-9) + 1)
+
+
+# ---- colour science ---------------------------------------------------------------------------------------------
+
+_SRGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
+_WHITE_D65 = np.array([0.95047, 1.00000, 1.08883])
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """8-bit sRGB (…, 3) → CIE L*a*b* (D65, 2° observer), float64 (…, 3)."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ _SRGB_TO_XYZ.T / _WHITE_D65
+    eps, kappa = 216 / 24389, 24389 / 27
+    f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference (kL = kC = kH = 1) of L*a*b* arrays that broadcast against each other.
+
+    Follows Sharma, Wu & Dalal (2005), "The CIEDE2000 color-difference formula: implementation notes, supplementary
+    test data, and mathematical observations", including their conventions for hue at zero chroma and for the mean
+    hue; tested against their published test pairs.
+    """
+    lab1 = np.asarray(lab1, dtype=np.float64)
+    lab2 = np.asarray(lab2, dtype=np.float64)
+    L1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
+    L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
+
+    c_bar = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    c_bar7 = c_bar**7
+    g = 0.5 * (1 - np.sqrt(c_bar7 / (c_bar7 + 25.0**7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
+    h1p = np.degrees(np.arctan2(b1, a1p)) % 360
+    h2p = np.degrees(np.arctan2(b2, a2p)) % 360
+    h1p = np.where((a1p == 0) & (b1 == 0), 0.0, h1p)
+    h2p = np.where((a2p == 0) & (b2 == 0), 0.0, h2p)
+
+    d_l = L2 - L1
+    d_c = c2p - c1p
+    chroma_product = c1p * c2p
+    dh = h2p - h1p
+    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
+    dh = np.where(chroma_product == 0, 0.0, dh)
+    d_h = 2 * np.sqrt(chroma_product) * np.sin(np.radians(dh / 2))
+
+    l_bar = (L1 + L2) / 2
+    c_bar_p = (c1p + c2p) / 2
+    h_sum = h1p + h2p
+    h_bar = np.where(
+        np.abs(h1p - h2p) <= 180, h_sum / 2, np.where(h_sum < 360, (h_sum + 360) / 2, (h_sum - 360) / 2)
+    )
+    h_bar = np.where(chroma_product == 0, h_sum, h_bar)
+
+    t = (
+        1
+        - 0.17 * np.cos(np.radians(h_bar - 30))
+        + 0.24 * np.cos(np.radians(2 * h_bar))
+        + 0.32 * np.cos(np.radians(3 * h_bar + 6))
+        - 0.20 * np.cos(np.radians(4 * h_bar - 63))
+    )
+    d_theta = 30 * np.exp(-(((h_bar - 275) / 25) ** 2))
+    c_bar_p7 = c_bar_p**7
+    r_c = 2 * np.sqrt(c_bar_p7 / (c_bar_p7 + 25.0**7))
+    l50 = (l_bar - 50) ** 2
+    s_l = 1 + 0.015 * l50 / np.sqrt(20 + l50)
+    s_c = 1 + 0.045 * c_bar_p
+    s_h = 1 + 0.015 * c_bar_p * t
+    r_t = -np.sin(np.radians(2 * d_theta)) * r_c
+    return np.sqrt(
+        (d_l / s_l) ** 2 + (d_c / s_c) ** 2 + (d_h / s_h) ** 2 + r_t * (d_c / s_c) * (d_h / s_h)
+    )
+
+
+class Palette:
+    """A reference palette: distinct 8-bit RGB colours and their L*a*b* values (computed once)."""
+
+    def __init__(self, colors: Iterable[Sequence[int]] | np.ndarray) -> None:
+        rgb = np.asarray(list(colors) if not isinstance(colors, np.ndarray) else colors, dtype=np.uint8).reshape(-1, 3)
+        if rgb.shape[0] == 0:
+            raise ValueError("a palette needs at least one colour")
+        packed = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
+        packed = np.unique(packed)
+        self.packed = packed
+        self.rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
+        self.lab = rgb_to_lab(self.rgb)
+
+    def __len__(self) -> int:
+        return int(self.rgb.shape[0])
+
+    def nearest_distance(self, lab: np.ndarray, *, candidates: int = 32) -> np.ndarray:
+        """Exact CIEDE2000 distance from each L*a*b* row of ``lab`` (N, 3) to its nearest palette colour.
+
+        Exhaustive in effect but not in cost: the ``candidates`` palette colours nearest in Euclidean L*a*b* give an
+        upper bound d; then CIEDE2000 is computed for every pair whose lower bound |ΔL| / S_L(L̄) is below d (the
+        lightness term alone, since the chroma/hue part of the formula is never negative because |R_T| < 2).
+        """
+        lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
+        pal = self.lab
+        k = min(candidates, len(self))
+        d76 = (lab**2).sum(1)[:, None] + (pal**2).sum(1)[None, :] - 2 * lab @ pal.T
+        nearest_k = np.argpartition(d76, k - 1, axis=1)[:, :k] if k < len(self) else np.broadcast_to(
+            np.arange(k), (lab.shape[0], k))
+        bound = ciede2000(lab[:, None, :], pal[nearest_k]).min(axis=1)
+        l_bar50 = ((lab[:, None, 0] + pal[None, :, 0]) / 2 - 50) ** 2
+        s_l = 1 + 0.015 * l_bar50 / np.sqrt(20 + l_bar50)
+        rows, cols = np.nonzero(np.abs(lab[:, None, 0] - pal[None, :, 0]) / s_l < bound[:, None] + 1e-9)
+        best = bound.copy()
+        if rows.size:
+            np.minimum.at(best, rows, ciede2000(lab[rows], pal[cols]))
+        return best
+
+    def hex_colors(self) -> list[str]:
+        return [f"#{int(p):06x}" for p in self.packed]
+
+
+def palette_of(images: Iterable[Image.Image]) -> Palette:
+    """Every colour of the images' 24x24 NEAREST downscales (the training images' palette)."""
+    packed = [np.unique(_packed(downscale_24(image))) for image in images]
+    if not packed:
+        raise ValueError("no images to take a palette from")
+    p = np.unique(np.concatenate(packed))
+    return Palette(np.stack([(p >> 16) & 255, (p >> 8) & 255, p & 255], axis=1))
+
+
+def palette_distance(image: Image.Image, palette: Palette, *, small: Image.Image | None = None) -> float:
+    """Mean CIEDE2000 distance from each 24x24 NEAREST-downscale pixel to its nearest palette colour (lower is better)."""
+    pixels = _packed(small if small is not None else downscale_24(image))
+    colors, counts = np.unique(pixels, return_counts=True)
+    rgb = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1)
+    nearest = palette.nearest_distance(rgb_to_lab(rgb))
+    nearest = np.where(np.isin(colors, palette.packed), 0.0, nearest)  # exact members are exactly 0
+    return float((nearest * counts).sum() / counts.sum())
+
+
+# ---- grid alignment ---------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _cell_labels(width: int, height: int) -> np.ndarray:
+    """Cell index (0..575) of every pixel: the 24x24 source pixel that Pillow's NEAREST upscale copies there."""
+    index = np.arange(GRID * GRID, dtype=np.int32).reshape(GRID, GRID)
+    labels = np.asarray(Image.fromarray(index, mode="I").resize((width, height), Image.NEAREST), dtype=np.int64)
+    return labels.reshape(-1)
+
+
+def grid_alignment(image: Image.Image) -> float:
+    """Mean within-cell variance of the full image on the 24-cell grid (8-bit units², mean of R, G, B; lower is better)."""
+    rgb = _rgb(image)
+    labels = _cell_labels(*rgb.size)
+    pixels = np.asarray(rgb, dtype=np.float64).reshape(-1, 3)
+    cells = GRID * GRID
+    counts = np.bincount(labels, minlength=cells).astype(np.float64)
+    occupied = counts > 0
+    variance = np.zeros(cells)
+    for channel in range(3):
+        values = pixels[:, channel]
+        mean = np.bincount(labels, values, minlength=cells)[occupied] / counts[occupied]
+        # two-pass (value - cell mean)² keeps flat cells exactly 0, unlike E[x²] - E[x]²
+        deviation = values - _expand(mean, occupied, labels, cells)
+        variance[occupied] += np.bincount(labels, deviation**2, minlength=cells)[occupied] / counts[occupied]
+    return float(variance[occupied].mean() / 3)
+
+
+def _expand(mean: np.ndarray, occupied: np.ndarray, labels: np.ndarray, cells: int) -> np.ndarray:
+    full = np.zeros(cells)
+    full[occupied] = mean
+    return full[labels]
+
+
+# ---- all at once ------------------------------------------------------------------------------------------------
+
+
+def score_image(image: Image.Image, palette: Palette | None = None) -> dict[str, float | None]:
+    """Every metric of one image (``palette_distance`` is None without a palette), keyed by metric name."""
+    rgb = _rgb(image)
+    small = downscale_24(rgb)
+    return {
+        "unique_colors_24": float(unique_colors(small)),
+        "unique_colors_24_two_stage": float(unique_colors_24_two_stage(rgb)),
+        "colors_95": float(colors_95(rgb, small=small)),
+        "palette_distance": palette_distance(rgb, palette, small=small) if palette is not None else None,
+        "grid_alignment": grid_alignment(rgb),
+    }

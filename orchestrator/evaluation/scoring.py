@@ -1,0 +1,176 @@
+"""Score images that already exist (the users' old ``test_outputs`` folders, any folder of PNGs) without a model,
+take reference palettes from training images, and record scored folders as evaluations of a run.
+
+Layouts understood: ``…/epoch_3/brown_eyes_lady_512.png`` (their test scripts; also ``IMPROVED_epoch10_FINAL``),
+kohya-style ``…-000003`` folder or file names, or a flat folder (epoch unknown). The prompt is the file stem without
+a trailing ``_512``; the users' ``*_24x24.png`` companions are skipped, since the metrics take the full image.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from orchestrator.errors import InputError
+from orchestrator.evaluation.metrics import Palette, palette_of, score_image
+from orchestrator.tracking.models import METRICS
+
+if TYPE_CHECKING:
+    from orchestrator.evaluation.suites import PromptSuite
+    from orchestrator.tracking.store import TrackingStore
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+_EPOCH_PATTERNS = (re.compile(r"epoch[_-]?(\d+)", re.IGNORECASE), re.compile(r"-(\d{6})(?:\D|$)"))
+_SMALL_SUFFIX = re.compile(r"_24x24$", re.IGNORECASE)
+_BIG_SUFFIX = re.compile(r"_512(x512)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ScoredImage:
+    path: str
+    epoch: int | None
+    prompt: str
+    metrics: dict[str, float | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_epoch(path: Path, root: Path | None = None) -> int | None:
+    """The epoch a path names: ``epoch_3`` / ``epoch3`` / ``-000003`` in the file stem or a folder under ``root``."""
+    parts = [path.stem] + [p.name for p in path.parents if root is None or p != root and root in p.parents]
+    for part in parts:
+        for pattern in _EPOCH_PATTERNS:
+            found = pattern.search(part)
+            if found:
+                return int(found.group(1))
+    return None
+
+
+def prompt_name(path: Path) -> str:
+    return _BIG_SUFFIX.sub("", path.stem)
+
+
+def find_images(directory: Path) -> list[Path]:
+    """Every image under ``directory`` (recursive, sorted), without the users' ``*_24x24`` companions."""
+    if not directory.is_dir():
+        raise InputError(f"{directory} is not a folder", "give a folder of images, e.g. test_outputs_PHASE1B/")
+    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not _SMALL_SUFFIX.search(p.stem))
+
+
+def score_directory(directory: str | Path, *, palette: Palette | None = None) -> list[ScoredImage]:
+    root = Path(directory)
+    images = find_images(root)
+    if not images:
+        raise InputError(f"no images under {root}", "images must be .png, .jpg, .webp or .bmp")
+    scored = []
+    for path in images:
+        with Image.open(path) as image:
+            metrics = score_image(image, palette)
+        scored.append(ScoredImage(str(path.relative_to(root)), parse_epoch(path, root), prompt_name(path), metrics))
+    return scored
+
+
+def palette_from_images(paths: Iterable[Path]) -> Palette:
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    if not images:
+        raise InputError("no training images to take a palette from", None)
+    return palette_of(images)
+
+
+def snapshot_image_paths(store: TrackingStore, ref: str, dest: Path) -> list[Path]:
+    """Materialize snapshot ``ref`` into ``dest`` and return its training images."""
+    from orchestrator.datasets import materialize_snapshot
+
+    snapshot = store.get_snapshot(ref)
+    materialize_snapshot(snapshot.id, dest, tracking=store)
+    return [dest / record.path for record in store.snapshot_images(snapshot.id)]
+
+
+def reference_palette(source: str, store_factory) -> Palette:
+    """A palette from a folder of training images, or from a snapshot (id, prefix or label) via ``store_factory()``."""
+    path = Path(source)
+    if path.is_dir():
+        return palette_from_images(find_images(path))
+    with store_factory() as store, tempfile.TemporaryDirectory(prefix="orchestrator-palette-") as tmp:
+        return palette_from_images(snapshot_image_paths(store, source, Path(tmp) / "snapshot"))
+
+
+def score_snapshot(store: TrackingStore, ref: str) -> list[ScoredImage]:
+    """The reference row: every training image of a snapshot scored against the snapshot's own palette."""
+    with tempfile.TemporaryDirectory(prefix="orchestrator-reference-") as tmp:
+        dest = Path(tmp) / "snapshot"
+        paths = snapshot_image_paths(store, ref, dest)
+        palette = palette_from_images(paths)
+        scored = []
+        for path in paths:
+            with Image.open(path) as image:
+                scored.append(ScoredImage(str(path.relative_to(dest)), None, "training", score_image(image, palette)))
+        return scored
+
+
+def epoch_means(scored: Sequence[ScoredImage]) -> list[dict[str, Any]]:
+    """Per epoch (None = unknown): image count and the mean of each metric (lower is better)."""
+    groups: dict[int | None, list[ScoredImage]] = {}
+    for item in scored:
+        groups.setdefault(item.epoch, []).append(item)
+    rows = []
+    for epoch in sorted(groups, key=lambda e: (e is None, e or 0)):
+        items = groups[epoch]
+        means: dict[str, float | None] = {}
+        for metric in METRICS:
+            values = [i.metrics[metric] for i in items if i.metrics.get(metric) is not None]
+            means[metric] = statistics.fmean(values) if values else None
+        rows.append({"epoch": epoch, "images": len(items), **means})
+    return rows
+
+
+@dataclass(frozen=True)
+class RecordedScores:
+    evaluation_id: int
+    run_id: str
+    samples: int
+    unmatched_prompts: tuple[str, ...]
+    best_epoch: int | None
+    best_score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def record_scored(store: TrackingStore, run_ref: str, suite: PromptSuite, scored: Sequence[ScoredImage],
+                  *, source: str | None = None) -> RecordedScores:
+    """Record scored images as one evaluation (mode ``scored_dir``) of a run; updates its epoch scores and best epoch.
+
+    Every image needs an epoch (from its path). Prompts are matched to the suite by name; others are recorded with
+    no prompt and listed in the result. The seeds of old images are unknown and recorded as none.
+    """
+    from orchestrator.evaluation.suites import record_suite
+    from orchestrator.tracking.store import SampleScore
+
+    missing = [s.path for s in scored if s.epoch is None]
+    if missing:
+        raise InputError(f"no epoch in the path of {len(missing)} image(s), e.g. {missing[0]}",
+                         "put images in epoch_N/ folders (or name them …-00000N) before recording them")
+    run = store.get_run(run_ref)
+    prompt_ids = record_suite(store, suite)
+    evaluation_id = store.create_evaluation(run.id, mode="scored_dir", suite_name=suite.name,
+                                            width=suite.width, height=suite.height,
+                                            settings={"source": source} if source else None)
+    count = store.record_samples(evaluation_id, [
+        SampleScore(epoch=s.epoch, prompt_id=prompt_ids.get(s.prompt), seed=None, metrics=s.metrics)
+        for s in scored])
+    run = store.get_run(run.id)
+    unmatched = tuple(sorted({s.prompt for s in scored if s.prompt not in prompt_ids}))
+    return RecordedScores(evaluation_id, run.id, count, unmatched, run.best_epoch, run.best_score)

@@ -1,0 +1,36 @@
+"""Contact sheets from what the store recorded: fetch each (epoch, prompt)'s first-seed image from the artifact store."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from orchestrator.errors import NotFoundError
+from orchestrator.evaluation.sheet import SheetCell, save_contact_sheet
+
+if TYPE_CHECKING:
+    from orchestrator.artifacts import ArtifactStore
+    from orchestrator.tracking.store import TrackingStore
+
+
+def sheet_from_store(tracking: TrackingStore, artifacts: ArtifactStore, run_id: str, suite_name: str,
+                     dest: str | Path, *, epochs: Sequence[int] | None = None) -> Path:
+    """One cell per (epoch, prompt): the image of the lowest recorded seed, captioned with its unique_colors_24."""
+    rows = [r for r in tracking.suite_samples(run_id, suite_name)
+            if r["image_uri"] and r["prompt"] and (not epochs or r["epoch"] in epochs)]
+    if not rows:
+        raise NotFoundError(f"no stored images of run {run_id} under suite {suite_name}", "run orchestrator eval first")
+    chosen: dict[tuple[int, str], dict] = {}
+    for row in rows:  # ordered by epoch, prompt position, seed: keep the first
+        chosen.setdefault((row["epoch"], row["prompt"]), row)
+    cells = []
+    with tempfile.TemporaryDirectory(prefix="orchestrator-sheet-") as tmp:
+        for i, ((epoch, prompt), row) in enumerate(chosen.items()):
+            path = artifacts.get_file(row["image_uri"], Path(tmp) / f"{i}.png")
+            with Image.open(path) as image:
+                cells.append(SheetCell(epoch, prompt, image.convert("RGB"), row["unique_colors_24"]))
+    return save_contact_sheet(cells, dest, title=f"run {run_id} / {suite_name} (unique colours of 24x24: lower is better)")

@@ -1,0 +1,141 @@
+"""The pixel-art metrics: known answers, the users' exact downscale, CIEDE2000 against Sharma et al.'s test data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from orchestrator.evaluation import metrics as m
+from orchestrator.tracking.models import METRICS
+
+# Sharma, Wu & Dalal (2005), Table 1: (L1, a1, b1), (L2, a2, b2), ΔE00
+SHARMA = [
+    ((50.0000, 2.6772, -79.7751), (50.0000, 0.0000, -82.7485), 2.0425),
+    ((50.0000, 3.1571, -77.2803), (50.0000, 0.0000, -82.7485), 2.8615),
+    ((50.0000, 2.8361, -74.0200), (50.0000, 0.0000, -82.7485), 3.4412),
+    ((50.0000, -1.3802, -84.2814), (50.0000, 0.0000, -82.7485), 1.0000),
+    ((50.0000, -1.1848, -84.8006), (50.0000, 0.0000, -82.7485), 1.0000),
+    ((50.0000, -0.9009, -85.5211), (50.0000, 0.0000, -82.7485), 1.0000),
+    ((50.0000, 0.0000, 0.0000), (50.0000, -1.0000, 2.0000), 2.3669),
+    ((50.0000, -1.0000, 2.0000), (50.0000, 0.0000, 0.0000), 2.3669),
+    ((50.0000, 2.4900, -0.0010), (50.0000, -2.4900, 0.0009), 7.1792),
+    ((50.0000, 2.4900, -0.0010), (50.0000, -2.4900, 0.0010), 7.1792),
+    ((50.0000, 2.4900, -0.0010), (50.0000, -2.4900, 0.0011), 7.2195),
+    ((50.0000, 2.4900, -0.0010), (50.0000, -2.4900, 0.0012), 7.2195),
+    ((50.0000, -0.0010, 2.4900), (50.0000, 0.0009, -2.4900), 4.8045),
+    ((50.0000, -0.0010, 2.4900), (50.0000, 0.0010, -2.4900), 4.8045),
+    ((50.0000, -0.0010, 2.4900), (50.0000, 0.0011, -2.4900), 4.7461),
+    ((50.0000, 2.5000, 0.0000), (50.0000, 0.0000, -2.5000), 4.3065),
+    ((50.0000, 2.5000, 0.0000), (73.0000, 25.0000, -18.0000), 27.1492),
+    ((50.0000, 2.5000, 0.0000), (61.0000, -5.0000, 29.0000), 22.8977),
+    ((50.0000, 2.5000, 0.0000), (56.0000, -27.0000, -3.0000), 31.9030),
+    ((50.0000, 2.5000, 0.0000), (58.0000, 24.0000, 15.0000), 19.4535),
+    ((50.0000, 2.5000, 0.0000), (50.0000, 3.1736, 0.5854), 1.0000),
+    ((50.0000, 2.5000, 0.0000), (50.0000, 3.2972, 0.0000), 1.0000),
+    ((50.0000, 2.5000, 0.0000), (50.0000, 1.8634, 0.5757), 1.0000),
+    ((50.0000, 2.5000, 0.0000), (50.0000, 3.2592, 0.3350), 1.0000),
+    ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
+    ((63.0109, -31.0961, -5.8663), (62.8187, -29.7946, -4.0864), 1.2630),
+    ((61.2901, 3.7196, -5.3901), (61.4292, 2.2480, -4.9620), 1.8731),
+    ((35.0831, -44.1164, 3.7933), (35.0232, -40.0716, 1.5901), 1.8645),
+    ((22.7233, 20.0904, -46.6940), (23.0331, 14.9730, -42.5619), 2.0373),
+    ((36.4612, 47.8580, 18.3852), (36.2715, 50.5065, 21.2231), 1.4146),
+    ((90.8027, -2.0831, 1.4410), (91.1528, -1.6435, 0.0447), 1.4441),
+    ((90.9257, -0.5406, -0.9208), (88.6381, -0.8985, -0.7239), 1.5381),
+    ((6.7747, -0.2908, -2.4247), (5.8714, -0.0985, -2.2286), 0.6377),
+    ((2.0776, 0.0795, -1.1350), (0.9033, -0.0636, -0.5514), 0.9082),
+]
+
+
+def pixel_art(colors: int = 24, seed: int = 0) -> Image.Image:
+    """A 24x24 image using exactly ``colors`` colours (every colour at least once)."""
+    rng = np.random.default_rng(seed)
+    palette = rng.choice(256**3, size=colors, replace=False)
+    index = np.concatenate([np.arange(colors), rng.integers(0, colors, 576 - colors)])
+    rng.shuffle(index)
+    packed = palette[index].reshape(24, 24)
+    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.uint8)
+    return Image.fromarray(rgb)
+
+
+def gradient(size: int = 512) -> Image.Image:
+    y, x = np.mgrid[0:size, 0:size]
+    rgb = np.stack([x * 255 // (size - 1), y * 255 // (size - 1), (x + y) * 255 // (2 * size - 2)], axis=-1)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def test_ciede2000_matches_sharma_test_data():
+    lab1 = np.array([p[0] for p in SHARMA])
+    lab2 = np.array([p[1] for p in SHARMA])
+    expected = np.array([p[2] for p in SHARMA])
+    np.testing.assert_allclose(m.ciede2000(lab1, lab2), expected, atol=1e-4)
+    np.testing.assert_allclose(m.ciede2000(lab2, lab1), expected, atol=1e-4)  # symmetric
+
+
+def test_rgb_to_lab_reference_points():
+    np.testing.assert_allclose(m.rgb_to_lab(np.array([255, 255, 255])), [100, 0, 0], atol=1e-3)
+    np.testing.assert_allclose(m.rgb_to_lab(np.array([0, 0, 0])), [0, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(m.rgb_to_lab(np.array([255, 0, 0])), [53.2408, 80.0925, 67.2032], atol=2e-3)
+
+
+def test_nearest_upscaled_pixel_art_has_exactly_its_colours():
+    small = pixel_art(24)
+    big = small.resize((512, 512), Image.NEAREST)
+    assert np.array_equal(np.asarray(m.downscale_24(big)), np.asarray(small))  # the round trip is exact
+    assert m.unique_colors_24(big) == 24
+    assert m.unique_colors_24_two_stage(big) <= 576
+    assert m.colors_95(big) <= 24
+    assert m.grid_alignment(big) == 0.0
+
+
+def test_unique_colors_24_is_the_users_formula():
+    image = gradient()
+    theirs = len(image.resize((24, 24), Image.NEAREST).getcolors(576))
+    assert m.unique_colors_24(image) == theirs
+    rgba = image.convert("RGBA")
+    assert m.unique_colors_24(rgba) == theirs
+
+
+def test_smooth_gradient_scores_high():
+    image = gradient()
+    assert m.unique_colors_24(image) > 500
+    assert m.unique_colors_24_two_stage(image) > 500
+    assert m.colors_95(image) > 500
+    assert m.grid_alignment(image) > 1.0
+
+
+def test_colors_95_ignores_stray_pixels():
+    a = np.zeros((24, 24, 3), np.uint8)
+    a[:12] = (255, 0, 0)
+    for i in range(20):  # 20 stray colours, 3.5% of the pixels
+        a[23, i] = (i, i + 1, 200)
+    image = Image.fromarray(a)
+    assert m.unique_colors_24(image) == 22
+    assert m.colors_95(image) == 2
+    assert m.colors_95(Image.new("RGB", (512, 512), (1, 2, 3))) == 1
+
+
+def test_palette_distance_zero_on_own_palette_and_grows_with_shift():
+    images = [pixel_art(12, seed).resize((512, 512), Image.NEAREST) for seed in range(3)]
+    palette = m.palette_of(images)
+    assert len(palette) == 36
+    assert all(m.palette_distance(image, palette) == 0.0 for image in images)
+    shifted = Image.fromarray(np.clip(np.asarray(images[0]).astype(int) + 12, 0, 255).astype(np.uint8))
+    assert m.palette_distance(shifted, palette) > 1.0
+    black = m.Palette([(0, 0, 0)])
+    assert m.palette_distance(Image.new("RGB", (24, 24), (255, 255, 255)), black) == pytest.approx(100.0, abs=1e-3)
+
+
+def test_grid_alignment_definition():
+    # one cell with two values 0 and 255 in equal halves of a 2x1 "image" per cell: variance 127.5²
+    a = np.zeros((48, 48, 3), np.uint8)
+    a[:, 1::2] = 255
+    assert m.grid_alignment(Image.fromarray(a)) == pytest.approx(127.5**2)
+    assert m.grid_alignment(Image.new("RGB", (512, 512), (9, 9, 9))) == 0.0
+
+
+def test_score_image_keys_are_the_tracked_metrics():
+    scores = m.score_image(pixel_art(5).resize((512, 512), Image.NEAREST))
+    assert tuple(scores) == METRICS
+    assert scores["palette_distance"] is None and scores["unique_colors_24"] == 5.0
