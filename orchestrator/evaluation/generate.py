@@ -131,8 +131,8 @@ class Generator:
 
         if importlib.util.find_spec("peft") is None:  # diffusers' LoRA loading needs the PEFT backend
             raise ConfigError("loading a LoRA into the diffusers pipeline needs peft", "pip install 'peft>=0.13'")
-        self.pipe.load_lora_weights(path, adapter_name="eval")
-        self.pipe.set_adapters(["eval"], adapter_weights=[self.settings.lora_scale])
+        self.pipe.load_lora_weights(path, adapter_name="orchestrator_epoch")  # not "eval": peft would shadow nn.Module.eval
+        self.pipe.set_adapters(["orchestrator_epoch"], adapter_weights=[self.settings.lora_scale])
 
     def unload_lora(self) -> None:
         self.pipe.unload_lora_weights()
