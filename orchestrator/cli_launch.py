@@ -93,11 +93,20 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
               help="The orchestrator command on the remote host.")
 @click.option("--remote-sd-scripts", metavar="PATH", help="sd-scripts checkout on the remote host.")
 @click.option("--wait", is_flag=True, help="With ssh://: stay until the remote worker ends; exit 1 unless it succeeded.")
+@click.option("--gpu", "gpu_type", default="NVIDIA H100 80GB HBM3", show_default=True, help="With runpod: GPU type.")
+@click.option("--image", default="ghcr.io/your-team/orchestrator-worker:latest", show_default=True,
+              help="With runpod: the worker image (docker/README.md).")
+@click.option("--cloud", "cloud_type", type=click.Choice(["SECURE", "COMMUNITY", "ALL"]), default="SECURE",
+              show_default=True, help="With runpod: cloud type.")
+@click.option("--disk-gb", type=int, default=50, show_default=True, help="With runpod: container disk.")
+@click.option("--no-wait", is_flag=True, help="With runpod: return once the pod is created (it then runs until "
+              "`runs cancel` or the console stops it).")
 @json_option
 @pass_state
 def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str | None, work_root: Path | None,
            on: str, ssh_options: tuple[str, ...], remote_orchestrator: str, remote_sd_scripts: str | None,
-           wait: bool, as_json: bool) -> None:
+           wait: bool, gpu_type: str, image: str, cloud_type: str, disk_gb: int, no_wait: bool,
+           as_json: bool) -> None:
     """Record and run SPEC: snapshot, validate, render, train, register checkpoints."""
     from orchestrator.artifacts import open_store
     from orchestrator.errors import InputError
@@ -108,11 +117,33 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
     target, _, queue_name = on.partition(":")
     if on.startswith("ssh://"):
         target = "ssh"
-    elif target not in ("local", "queue"):
-        raise InputError(f"--on {on!r} is not a known launcher", "use local, queue[:NAME] or ssh://USER@HOST[:PORT]")
+    elif target not in ("local", "queue", "runpod"):
+        raise InputError(f"--on {on!r} is not a known launcher",
+                         "use local, queue[:NAME], ssh://USER@HOST[:PORT] or runpod")
+    if target == "runpod":
+        import os
+
+        from orchestrator.executors.runpod import check_runpod_launch
+
+        check_runpod_launch(state["settings"].database_url, store_uri or state["settings"].store_uri, os.environ)
     with state.store() as store:
         mark_stale_runs_lost(store)
         artifacts = open_store(store_uri)
+        if target == "runpod":
+            from orchestrator.executors.runpod import launch_on_runpod
+
+            run = enqueue(store, artifacts, spec, remote_kind="runpod")
+            run = launch_on_runpod(store, run, gpu_type=gpu_type, image=image, cloud_type=cloud_type, disk_gb=disk_gb,
+                                   database_url=state["settings"].database_url, store_uri=artifacts.uri,
+                                   wait=not no_wait, on_status=lambda message: click.echo(message, err=True))
+            if as_json:
+                echo_json(run.to_dict())
+            else:
+                click.echo(f"{run.id}  {run.status} on RunPod pod {run.remote_id} ({run.gpu_type})"
+                           + (f", estimated cost ${run.cost_usd:.2f}" if run.cost_usd is not None else ""))
+            if not no_wait and run.status != "succeeded":
+                sys.exit(1)
+            return
         if target == "ssh":
             _launch_over_ssh(state, store, artifacts, spec, on, ssh_options, remote_orchestrator, remote_sd_scripts,
                              wait, as_json)
@@ -137,9 +168,12 @@ def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options,
     from orchestrator.executors.ssh import SshLauncher, parse_target
     from orchestrator.launch import enqueue
 
+    from orchestrator.executors.remote import LOCAL_HOSTS
+
     database_url = state["settings"].database_url
-    check_remote_reachable(database_url, artifacts.uri, os.environ)  # before anything is queued
     target = parse_target(on)
+    # before anything is queued
+    check_remote_reachable(database_url, artifacts.uri, os.environ, worker_on_this_machine=target.host in LOCAL_HOSTS)
     launcher = SshLauncher(target, options=ssh_options, remote_orchestrator=remote_orchestrator)
     launcher.check_connection()
     run = enqueue(store, artifacts, spec, remote_kind="ssh")
@@ -298,6 +332,22 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                 break
     if failures:
         sys.exit(1)
+
+
+@runs.command("cancel")
+@click.argument("run_ref", metavar="RUN_ID")
+@pass_state
+def runs_cancel(state: State, run_ref: str) -> None:
+    """Cancel a queued or running run; a RunPod run's pod is terminated and its cost recorded."""
+    with state.store() as store:
+        run = store.get_run(run_ref)
+        if run.remote_kind == "runpod" and run.remote_id:
+            from orchestrator.executors.runpod import cancel_runpod_run
+
+            run = cancel_runpod_run(store, run)
+        if run.status in ("planned", "queued", "running"):
+            run = store.set_status(run.id, "cancelled", message="cancelled by `runs cancel`")
+    click.echo(f"{run.id}: {run.status}")
 
 
 @runs.command("requeue")

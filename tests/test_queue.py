@@ -114,3 +114,14 @@ def test_bad_launcher_and_bad_spec_queue_nothing(db_url, tmp_path):
     refused = _cli("launch", str(broken), "--on", "queue", "--store", (tmp_path / "s").as_uri(), database=db_url)
     assert refused.exit_code != 0 and "network_dimm" in refused.output
     assert json.loads(_cli("runs", "list", "--json", database=db_url).output) == []
+
+
+def test_runs_cancel_a_queued_run(db_url):
+    from orchestrator.tracking.store import TrackingStore
+
+    with TrackingStore(db_url) as store:
+        run = store.create_run(NewRun(name="to-cancel", status="queued"))
+    result = _cli("runs", "cancel", run.id, database=db_url)
+    assert result.exit_code == 0 and "cancelled" in result.output
+    with TrackingStore(db_url) as store:
+        assert store.claim_run("w") is None

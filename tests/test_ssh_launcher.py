@@ -135,18 +135,26 @@ def test_refused_authentication_queues_nothing(sshd, pg_url, s3_uri):
 def test_local_only_database_or_store_is_refused_before_queueing(tmp_path, s3_uri, pg_url):
     sqlite_url = f"sqlite:///{tmp_path / 'local.db'}"
     refused = _launch(sqlite_url, s3_uri, "--on", "ssh://gpu@example.invalid")
-    assert refused.exit_code != 0 and "SQLite file on this machine" in refused.output
-    refused = _launch(pg_url, (tmp_path / "store").as_uri(), "--on", "ssh://gpu@example.invalid")
-    assert refused.exit_code != 0 and "folder on this machine" in refused.output
+    assert refused.exit_code != 0 and "is SQLite" in refused.output
+    refused = _launch(pg_url, s3_uri, "--on", "ssh://gpu@example.invalid")
+    assert refused.exit_code != 0 and "database is on 127.0.0.1" in refused.output  # another host cannot reach it
+    refused = _launch(pg_url, (tmp_path / "store").as_uri(), "--on", "ssh://gpu@127.0.0.1")
+    assert refused.exit_code != 0 and "local folder" in refused.output
     assert _runs(pg_url) == []
 
 
 def test_missing_credentials_name_the_variable(monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY is not set"):
         check_remote_reachable("postgresql://h/db", "s3://bucket", os.environ)
-    with pytest.raises(ConfigError, match="SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY"):
+    with pytest.raises(ConfigError, match="SUPABASE_URL is not set"):
         check_remote_reachable("postgresql://h/db", "supabase://bucket", {})
+    with pytest.raises(ConfigError, match="on 127.0.0.1"):
+        check_remote_reachable("postgresql://u@127.0.0.1/db", "s3://bucket", {"AWS_ACCESS_KEY_ID": "a",
+                                                                                "AWS_SECRET_ACCESS_KEY": "b"})
+    check_remote_reachable("postgresql://u@127.0.0.1/db", "s3://bucket", {"AWS_ACCESS_KEY_ID": "a",
+                                                                          "AWS_SECRET_ACCESS_KEY": "b"},
+                           worker_on_this_machine=True)
     env = worker_environment("postgresql://u:pw@h/db", "s3://b", {"AWS_ACCESS_KEY_ID": "k", "HOME": "/root"})
     assert env == {"AWS_ACCESS_KEY_ID": "k", "ORCHESTRATOR_DATABASE_URL": "postgresql://u:pw@h/db",
                    "ORCHESTRATOR_STORE": "s3://b"}

@@ -9,46 +9,85 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlsplit
 
 from orchestrator.config import DATABASE_URL_ENV, STORE_ENV, mask_url
 from orchestrator.errors import ConfigError
 
-# Variables a worker needs to reach the database and the store (and nothing else of ours).
+# Forwarded to a worker: the store's credentials. Profiles and credential files name files on this machine.
 PASS_THROUGH_PREFIXES = ("SUPABASE_", "AWS_")
-PASS_THROUGH = (DATABASE_URL_ENV, STORE_ENV)
+NOT_FORWARDED = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_DEFAULT_PROFILE")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "")
 
 
-def check_remote_reachable(database_url: str, store_uri: str, environ: Mapping[str, str] = os.environ) -> None:
-    """Refuse, before anything is queued, a launch whose worker could not reach the database or the store."""
-    database_scheme = urlparse(database_url).scheme.split("+")[0]
-    if database_scheme == "sqlite":
-        raise ConfigError(
-            f"the tracking database {mask_url(database_url)} is a SQLite file on this machine: a remote worker "
-            "cannot record into it",
-            f"use a PostgreSQL/Supabase database for remote runs (--database or {DATABASE_URL_ENV})",
-        )
-    scheme = urlparse(store_uri).scheme
-    if scheme == "file":
-        raise ConfigError(
-            f"the artifact store {store_uri} is a folder on this machine: a remote worker cannot reach it",
-            f"use an s3:// or supabase:// store for remote runs (--store or {STORE_ENV})",
-        )
-    if scheme == "supabase":
-        missing = [name for name in ("SUPABASE_URL",) if not environ.get(name)]
+def _remote_hint(what: str) -> str:
+    return (f"{what}; a remote worker records into the same database and store as this machine: use a PostgreSQL "
+            f"database both reach (e.g. Supabase, --database or ${DATABASE_URL_ENV}) and an s3:// or supabase:// "
+            f"store (--store or ${STORE_ENV})")
+
+
+def check_remote_reachable(database_url: str | None, store_uri: str | None, environ: Mapping[str, str] = os.environ,
+                           *, worker_on_this_machine: bool = False) -> None:
+    """Refuse a launch whose worker could not reach the database or the store, or would lack their credentials.
+
+    ``database_url``/``store_uri``: what this machine uses (None: taken from ``environ``). Raises ConfigError with
+    one line naming the missing variable or the unreachable location. ``worker_on_this_machine`` (an ssh target
+    that is this host) lets services on localhost count as reachable.
+    """
+    local_hosts = () if worker_on_this_machine else LOCAL_HOSTS
+    database_url = database_url or environ.get(DATABASE_URL_ENV)
+    if not database_url:
+        raise ConfigError(f"{DATABASE_URL_ENV} is not set", _remote_hint("a remote worker needs the database URL"))
+    db = urlsplit(database_url)
+    scheme = db.scheme.split("+", 1)[0]
+    if scheme == "sqlite":
+        raise ConfigError(f"the tracking database is SQLite ({mask_url(database_url)}): a remote worker could not "
+                          "reach it", _remote_hint("SQLite is a file on this machine"))
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"the tracking database URL has an unknown scheme {scheme!r}",
+                          "use postgresql://USER:PASSWORD@HOST:PORT/DB")
+    if (db.hostname or "") in local_hosts:
+        raise ConfigError(f"the tracking database is on {db.hostname or 'a local socket'} "
+                          f"({mask_url(database_url)}): a remote worker could not reach it",
+                          _remote_hint("give a host name the worker can reach"))
+
+    store_uri = store_uri or environ.get(STORE_ENV)
+    if not store_uri:
+        raise ConfigError(f"{STORE_ENV} is not set", _remote_hint("the default store is a local folder"))
+    store = urlsplit(store_uri)
+    if "://" not in store_uri or store.scheme == "file":
+        raise ConfigError(f"the artifact store {store_uri!r} is a local folder: a remote worker could not reach it",
+                          _remote_hint("checkpoints must go to a shared store"))
+    if store.scheme == "s3":
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            if not environ.get(name):
+                raise ConfigError(f"{name} is not set (the s3:// store's credentials for the remote worker)",
+                                  "export it here; the launcher passes it to the worker's environment "
+                                  "(AWS_PROFILE does not travel)")
+        endpoint = dict(parse_qsl(store.query)).get("endpoint")
+        if endpoint and (urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or "") in local_hosts:
+            raise ConfigError(f"the s3 store's endpoint {endpoint} is on this machine: a remote worker could not "
+                              "reach it", _remote_hint("use an endpoint the worker can reach"))
+    elif store.scheme == "supabase":
+        url = environ.get("SUPABASE_URL") or environ.get("SUPABASE_STORAGE_URL")
+        if not url:
+            raise ConfigError("SUPABASE_URL is not set (or SUPABASE_STORAGE_URL; the supabase:// store's server "
+                              "for the remote worker)", "export it here; the launcher passes it to the worker")
         if not (environ.get("SUPABASE_SERVICE_ROLE_KEY") or environ.get("SUPABASE_KEY")):
-            missing.append("SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_KEY)")
-        if missing:
-            raise ConfigError(f"the supabase:// store needs {', '.join(missing)} in the environment",
-                              "the remote worker gets them through its environment, never its command line")
-    if scheme == "s3" and not (environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY")):
-        raise ConfigError("the s3:// store needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
-                          "the remote worker gets them through its environment, never its command line")
+            raise ConfigError("SUPABASE_SERVICE_ROLE_KEY is not set (or SUPABASE_KEY; the supabase:// store's key "
+                              "for the remote worker)", "export it here; the launcher passes it to the worker")
+        if (urlsplit(url).hostname or "") in local_hosts:
+            raise ConfigError(f"Supabase at {url} is on this machine: a remote worker could not reach it",
+                              _remote_hint("use a Supabase project the worker can reach"))
+    else:
+        raise ConfigError(f"the artifact store {store_uri.split('?', 1)[0]!r} has a scheme {store.scheme!r} "
+                          "a remote worker cannot use", "use an s3:// or supabase:// store")
 
 
 def worker_environment(database_url: str, store_uri: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The variables a remote worker gets: the database URL, the store and the storage credentials."""
-    env = {k: v for k, v in environ.items() if k.startswith(PASS_THROUGH_PREFIXES) or k in PASS_THROUGH}
+    env = {k: v for k, v in sorted(environ.items())
+           if k.startswith(PASS_THROUGH_PREFIXES) and k not in NOT_FORWARDED and v}
     env[DATABASE_URL_ENV] = database_url
     env[STORE_ENV] = store_uri
     for key, value in env.items():

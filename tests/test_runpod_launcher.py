@@ -1,0 +1,283 @@
+"""`--on runpod`: the real runpod SDK against a local stand-in of RunPod's GraphQL API (RUNPOD_API_BASE_URL).
+
+The stand-in answers the four operations the launcher uses (gpuTypes, podFindAndDeployOnDemand, pod, podTerminate)
+with the shapes the SDK reads; RunPod itself is a paid cloud API and cannot run here. The "pod" is simulated by a
+thread that does what the worker image's entrypoint does with the database: claim the run the pod's environment
+names, and end it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from orchestrator.errors import ConfigError, InputError, OrchestratorError
+from orchestrator.executors.runpod import (
+    RunPodError,
+    cancel_runpod_run,
+    check_remote_reachable,
+    check_runpod_launch,
+    launch_on_runpod,
+    pod_environment,
+)
+from orchestrator.tracking.entities import NewRun
+
+pytest.importorskip("runpod")
+
+API_KEY = "rpa_TESTKEY0123456789abcdef"
+DB_URL = "postgresql://orch:db-s3cret-pw@db.example.com:6543/postgres"
+STORE_URI = "s3://bucket/prefix?region=eu-west-1"
+AWS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": 'wJalr"XUtn\\FEMI/K7MDENG'}
+ENV = {"RUNPOD_API_KEY": API_KEY, "ORCHESTRATOR_DATABASE_URL": DB_URL, "ORCHESTRATOR_STORE": STORE_URI, **AWS,
+       "AWS_PROFILE": "mine", "HOME": "/home/me", "PATH": "/usr/bin"}
+_ENV_ITEM = re.compile(r'\{ key: "((?:[^"\\]|\\.)*)", value: "((?:[^"\\]|\\.)*)" \}')
+
+
+class RunPodStandIn:
+    """A stand-in of api.runpod.io/graphql holding pods in memory."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, dict] = {}
+        self.queries: list[str] = []
+        self.auth: list[str] = []
+        self.on_create = None
+        self.fail_create: str | None = None
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stand_in.auth.append(self.headers.get("Authorization", ""))
+                if self.headers.get("Authorization") != f"Bearer {API_KEY}":
+                    self._send(401, {"errors": [{"message": "Unauthorized"}]})
+                    return
+                self._send(200, stand_in.answer(body["query"]))
+
+            def _send(self, code, data):
+                raw = json.dumps(data).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, query: str) -> dict:
+        self.queries.append(query)
+        if "gpuTypes(input" in query:
+            gpu = re.search(r'id: "([^"]+)"', query).group(1)
+            found = [{"id": gpu, "displayName": gpu, "memoryInGb": 80}] if gpu.startswith("NVIDIA") else []
+            return {"data": {"gpuTypes": found}}
+        if "podFindAndDeployOnDemand" in query:
+            if self.fail_create:
+                return {"errors": [{"message": self.fail_create}]}
+            env = {json.loads(f'"{k}"'): json.loads(f'"{v}"') for k, v in _ENV_ITEM.findall(query)}
+            pod_id = f"pod{len(self.pods) + 1:03d}"
+            self.pods[pod_id] = {"id": pod_id, "desiredStatus": "RUNNING", "costPerHr": 2.69, "env": env,
+                                 "query": query, "imageName": re.search(r'imageName: "([^"]*)"', query).group(1)}
+            if self.on_create:
+                self.on_create(pod_id, env)
+            return {"data": {"podFindAndDeployOnDemand": {"id": pod_id, "imageName": "x", "env": [],
+                                                           "machineId": "m1", "machine": {"podHostId": "h"}}}}
+        if "podTerminate" in query:
+            pod_id = re.search(r'podId: "([^"]+)"', query).group(1)
+            if pod_id not in self.pods:
+                return {"errors": [{"message": "pod not found"}]}
+            self.pods.pop(pod_id)["terminated"] = True
+            return {"data": {"podTerminate": None}}
+        if "pod(input" in query:
+            pod_id = re.search(r'podId: "([^"]+)"', query).group(1)
+            pod = self.pods.get(pod_id)
+            return {"data": {"pod": None if pod is None else {
+                "id": pod_id, "desiredStatus": pod["desiredStatus"], "costPerHr": pod["costPerHr"],
+                "machine": {"gpuDisplayName": "H100"}}}}
+        return {"errors": [{"message": f"stand-in does not know {query[:60]!r}"}]}
+
+
+@pytest.fixture
+def runpod_api(monkeypatch):
+    stand_in = RunPodStandIn()
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", stand_in.url)
+    yield stand_in
+    stand_in.server.shutdown()
+
+
+def _queued(store):
+    return store.create_run(NewRun(name="rp", status="queued", remote_kind="runpod", executor="runpod"))
+
+
+def _worker_in_pod(store, outcome="succeeded", delay=0.2):
+    """What the image's entrypoint does with the database: claim the run named in the pod's env, then end it."""
+    def on_create(pod_id, env):
+        def work():
+            time.sleep(delay)
+            claimed = store.claim_run(f"{pod_id}:1", run_id=env["ORCHESTRATOR_RUN_ID"])
+            assert claimed is not None
+            time.sleep(delay)
+            if outcome:
+                store.set_status(claimed.id, outcome, exit_code=0 if outcome == "succeeded" else 1)
+        threading.Thread(target=work, daemon=True).start()
+    return on_create
+
+
+def test_launch_creates_the_pod_follows_the_run_and_terminates_it(store, runpod_api):
+    run = _queued(store)
+    runpod_api.on_create = _worker_in_pod(store)
+    messages = []
+    record = launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="ghcr.io/me/orch-worker:1",
+                              environ=ENV, poll_seconds=0.05, on_status=messages.append)
+    assert record.status == "succeeded"
+    assert record.remote_kind == "runpod" and record.remote_id == "pod001"
+    assert record.gpu_type == "NVIDIA H100 80GB HBM3"
+    assert record.cost_usd is not None and 0 <= record.cost_usd < 0.01  # 2.69 $/h for well under a minute
+    assert runpod_api.pods == {}  # terminated
+    create = next(q for q in runpod_api.queries if "podFindAndDeployOnDemand" in q)
+    assert "cloudType: SECURE" in create and "containerDiskInGb: 50" in create
+    assert 'imageName: "ghcr.io/me/orch-worker:1"' in create
+    for rejected in ("minDownload", "minUpload", "countryCode"):
+        assert rejected not in create
+    assert all(a == f"Bearer {API_KEY}" for a in runpod_api.auth)
+    kinds = [e.data["action"] for e in store.events(run.id, kind="remote")]
+    assert kinds == ["created", "terminated"]
+    assert any("pod001" in m for m in messages) and any("estimated cost" in m for m in messages)
+
+
+def test_the_pod_gets_the_run_id_and_credentials_exactly_and_nothing_else(store, runpod_api):
+    run = _queued(store)
+    launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV, wait=False)
+    env = runpod_api.pods["pod001"]["env"]  # parsed back from the GraphQL the SDK sent
+    assert env == {"ORCHESTRATOR_RUN_ID": run.id, "ORCHESTRATOR_DATABASE_URL": DB_URL,
+                   "ORCHESTRATOR_STORE": STORE_URI, **AWS}  # quotes and backslashes survive; no RUNPOD_API_KEY
+    record = store.get_run(run.id)
+    assert record.status == "queued" and record.remote_id == "pod001"
+    # nothing secret reached the database
+    stored = json.dumps([record.to_dict(), [e.to_dict() for e in store.events(run.id)]], default=str)
+    for secret in (API_KEY, "db-s3cret-pw", AWS["AWS_SECRET_ACCESS_KEY"].replace("\\", "\\\\")):
+        assert secret not in stored
+    cancelled = cancel_runpod_run(store, record, environ=ENV)
+    assert cancelled.status == "cancelled" and cancelled.cost_usd is not None
+    assert runpod_api.pods == {}
+
+
+def test_a_failing_worker_ends_the_launch_and_the_pod(store, runpod_api):
+    run = _queued(store)
+    runpod_api.on_create = _worker_in_pod(store, outcome="failed")
+    record = launch_on_runpod(store, run, gpu_type="NVIDIA RTX A6000", image="img", environ=ENV, poll_seconds=0.05)
+    assert record.status == "failed" and runpod_api.pods == {}
+
+
+def test_a_pod_that_disappears_makes_the_running_run_lost(store, runpod_api):
+    run = _queued(store)
+
+    def vanish(pod_id, env):
+        def later():
+            time.sleep(0.2)
+            store.claim_run("pod", run_id=run.id)
+            time.sleep(0.1)
+            runpod_api.pods[pod_id]["desiredStatus"] = "EXITED"
+        threading.Thread(target=later, daemon=True).start()
+
+    runpod_api.on_create = vanish
+    record = launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV,
+                              poll_seconds=0.05)
+    assert record.status == "lost" and "pod001" in record.error_summary
+    assert runpod_api.pods == {}
+
+
+def test_cancel_while_the_launcher_waits(store, runpod_api):
+    run = _queued(store)
+    runpod_api.on_create = _worker_in_pod(store, outcome=None)  # claims and keeps training
+
+    def cancel_later():
+        time.sleep(0.6)
+        cancel_runpod_run(store, store.get_run(run.id), environ=ENV)
+
+    threading.Thread(target=cancel_later, daemon=True).start()
+    record = launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV,
+                              poll_seconds=0.05)
+    assert record.status == "cancelled" and runpod_api.pods == {}
+    actions = [e.data["action"] for e in store.events(run.id, kind="remote")]
+    assert actions[:2] == ["created", "terminated"] and actions.count("terminated") == 1  # terminated once
+    assert set(actions[2:]) <= {"already_gone"}  # the launcher, racing the cancel, found it gone
+
+
+def test_api_errors_are_one_line_with_the_key_masked(store, runpod_api):
+    run = _queued(store)
+    runpod_api.fail_create = f"no capacity for key {API_KEY} and {DB_URL}"
+    with pytest.raises(RunPodError) as caught:
+        launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV)
+    text = caught.value.one_line()
+    assert "no capacity" in text and API_KEY not in text and "db-s3cret-pw" not in text
+    failed = store.get_run(run.id)
+    assert failed.status == "failed" and API_KEY not in failed.error_summary
+
+
+def test_unknown_gpu_and_bad_key_are_refused_with_hints(store, runpod_api):
+    run = _queued(store)
+    with pytest.raises(RunPodError, match="No GPU found.*hint: use a GPU type id"):
+        launch_on_runpod(store, run, gpu_type="RTX 9999", image="img", environ=ENV)
+    run = _queued(store)
+    with pytest.raises(RunPodError, match="Unauthorized.*hint: check RUNPOD_API_KEY") as caught:
+        launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img",
+                         environ={**ENV, "RUNPOD_API_KEY": "rpa_WRONGKEY12345"})
+    assert "rpa_WRONGKEY12345" not in str(caught.value)
+
+
+def test_only_queued_runs_go_to_runpod(store, runpod_api):
+    run = store.create_run(NewRun(name="x", status="planned"))
+    with pytest.raises(InputError, match="only a queued run"):
+        launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV)
+    assert runpod_api.queries == []
+
+
+# ---- the checks made before anything is queued (no API involved) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("database_url", "store_uri", "environ", "expected"), [
+    (None, STORE_URI, AWS, "ORCHESTRATOR_DATABASE_URL is not set"),
+    ("sqlite:////tmp/x.db", STORE_URI, AWS, "SQLite .*could not reach it.*hint: SQLite is a file"),
+    ("postgresql://u:pw@127.0.0.1:5432/db", STORE_URI, AWS, "127.0.0.1 .*u:\\*\\*\\*@"),
+    (DB_URL, None, AWS, "ORCHESTRATOR_STORE is not set"),
+    (DB_URL, "file:///data/artifacts", AWS, "local folder"),
+    (DB_URL, "/data/artifacts", AWS, "local folder"),
+    (DB_URL, STORE_URI, {"AWS_ACCESS_KEY_ID": "AKIA"}, "^AWS_SECRET_ACCESS_KEY is not set"),
+    (DB_URL, STORE_URI, {}, "^AWS_ACCESS_KEY_ID is not set"),
+    (DB_URL, "s3://b/p?endpoint=http://localhost:9000", AWS, "endpoint .* is on this machine"),
+    (DB_URL, "supabase://bucket", {"SUPABASE_SERVICE_ROLE_KEY": "k" * 20}, "^SUPABASE_URL is not set"),
+    (DB_URL, "supabase://bucket", {"SUPABASE_URL": "https://x.supabase.co"}, "^SUPABASE_SERVICE_ROLE_KEY is not"),
+    (DB_URL, "gs://bucket", AWS, "scheme 'gs'"),
+])
+def test_unreachable_or_uncredentialled_remote_is_refused(database_url, store_uri, environ, expected):
+    with pytest.raises(ConfigError, match=expected) as caught:
+        check_remote_reachable(database_url, store_uri, environ)
+    assert "pw@" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_reachable_remote_passes():
+    check_remote_reachable(DB_URL, STORE_URI, AWS)
+    check_remote_reachable(None, None, {"ORCHESTRATOR_DATABASE_URL": DB_URL, "ORCHESTRATOR_STORE": "supabase://b",
+                                        "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_KEY": "k" * 20})
+
+
+def test_launch_check_needs_the_api_key():
+    with pytest.raises(ConfigError, match="^RUNPOD_API_KEY is not set"):
+        check_runpod_launch(DB_URL, STORE_URI, AWS)
+    check_runpod_launch(DB_URL, STORE_URI, {**AWS, "RUNPOD_API_KEY": API_KEY})
+
+
+def test_pod_environment_forwards_store_credentials_only():
+    env = pod_environment("abc", DB_URL, STORE_URI, ENV | {"SUPABASE_URL": "https://x.supabase.co"})
+    assert env == {"ORCHESTRATOR_RUN_ID": "abc", "ORCHESTRATOR_DATABASE_URL": DB_URL,
+                   "ORCHESTRATOR_STORE": STORE_URI, "SUPABASE_URL": "https://x.supabase.co", **AWS}
+    assert issubclass(RunPodError, OrchestratorError)
