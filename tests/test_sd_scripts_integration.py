@@ -113,3 +113,70 @@ lr_warmup_steps = 0
     shown = json.loads(runner.invoke(cli, ["--database", database, "runs", "show", queued_id, "--json"]).output)
     assert shown["status"] == "succeeded" and [c["epoch"] for c in shown["checkpoints"]] == [1, 2]
     assert shown["worker"] and shown["config_toml"] == run["config_toml"]  # same files as the local launch
+
+
+def test_worker_killed_mid_run_is_lost_then_requeued_as_a_new_attempt(tmp_path, monkeypatch):
+    import signal
+    import time
+    from datetime import timedelta
+
+    from orchestrator.tracking.store import TrackingStore
+
+    model = _test_model()
+    data = tmp_path / "data" / "1_bespoke_punk"
+    data.mkdir(parents=True)
+    from PIL import Image
+
+    size = 512 if _has_cuda() else 64
+    for image in sorted((REPO / "datasets" / "example" / "plain" / "10_bespoke_punk").glob("*.png"))[:2]:
+        Image.open(image).resize((size, size), Image.NEAREST).save(data / image.name)
+        shutil.copy(image.with_suffix(".txt"), data / f"{image.stem}.txt")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"""spec_version = 1
+name = "killed"
+preset = "sd15_caption_fix"
+seed = 7
+[base_model]
+family = "sd15"
+path = "{model}"
+[dataset]
+path = "{tmp_path / 'data'}"
+[config]
+max_train_epochs = 3
+train_batch_size = 1
+resolution = "{size},{size}"
+mixed_precision = "{'bf16' if size == 512 else 'no'}"
+lr_warmup_steps = 0
+""")
+    env = dict(os.environ, SD_SCRIPTS_DIR=SD_SCRIPTS)
+    if size == 64:
+        env["PYTHONPATH"] = str(REPO / "tests" / "shims")
+    database = f"sqlite:///{tmp_path / 'tracking.db'}"
+    store_uri = (tmp_path / "store").as_uri()
+    queued = CliRunner().invoke(cli, ["--database", database, "launch", str(spec), "--on", "queue", "--store",
+                                      store_uri, "--json"])
+    run_id = json.loads(queued.output)["id"]
+    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "--database", database, "worker", "--run-id",
+                               run_id, "--store", store_uri, "--work-root", str(tmp_path / "runs")], env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = TrackingStore(database)
+    deadline = time.time() + 900
+    while time.time() < deadline and not store.checkpoints(run_id):
+        time.sleep(1)
+    assert store.checkpoints(run_id), "no checkpoint before the deadline"
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its trainer die mid-run
+    worker.wait()
+    time.sleep(1.5)
+    assert store.mark_lost(timedelta(seconds=1)) == [run_id]
+    kept = [c.epoch for c in store.checkpoints(run_id)]
+    assert kept and store.get_run(run_id).status == "lost"
+    requeued = CliRunner().invoke(cli, ["--database", database, "runs", "requeue", run_id])
+    assert "attempt 2" in requeued.output
+    again = subprocess.run([sys.executable, "-m", "orchestrator", "--database", database, "worker", "--run-id",
+                            run_id, "--store", store_uri, "--work-root", str(tmp_path / "runs2")], env=env,
+                           capture_output=True, text=True, timeout=1800)
+    assert again.returncode == 0, again.stderr[-2000:]
+    run = store.get_run(run_id)
+    assert (run.status, run.attempt) == ("succeeded", 2)
+    epochs = [c.epoch for c in store.checkpoints(run_id)]
+    assert set(kept) <= set(epochs) and {1, 2, 3} <= set(epochs)  # attempt 1's checkpoints are still there
