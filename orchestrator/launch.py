@@ -7,6 +7,7 @@ through the same path with the parent's stored spec, snapshot and seed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -307,4 +308,32 @@ def run_claimed(store: TrackingStore, artifacts: ArtifactStore, claimed: RunReco
             store.set_status(claimed.id, "failed", error_summary=f"the worker could not prepare the run: "
                              f"{error.one_line()}")
         raise
-    return execute(store, artifacts, prepared, on_event=on_event)
+    outcome = execute(store, artifacts, prepared, on_event=on_event)
+    if outcome.status == "succeeded" and spec.evaluation.suite:
+        evaluate_as_asked(store, artifacts, claimed.id, spec)
+    return outcome
+
+
+def evaluate_as_asked(store: TrackingStore, artifacts: ArtifactStore, run_id: str, spec: RunSpec, *,
+                      generator_factory=None) -> object:
+    """The evaluation the spec asks for ([evaluation] suite, seeds), run after training on the same machine.
+
+    A failed evaluation is recorded as an event and raised; the training result stands.
+    """
+    from orchestrator.evaluation import generate, scoring
+    from orchestrator.evaluation.suites import load_suite
+
+    try:
+        suite = load_suite(spec.evaluation.suite)
+        run = store.get_run(run_id)
+        palette = (scoring.reference_palette(run.dataset_snapshot_id, lambda: contextlib.nullcontext(store))
+                   if run.dataset_snapshot_id else None)
+        extra = {"generator_factory": generator_factory} if generator_factory else {}
+        result = generate.evaluate_run(store, run_id, suite, artifacts=artifacts, palette=palette,
+                                       base_model=spec.base_model.path, **extra)
+    except OrchestratorError as error:
+        store.record_event(run_id, "log", message=f"evaluation failed: {error.one_line()}")
+        raise
+    store.record_event(run_id, "evaluation", message=f"suite {suite.name}: {result.generated} images scored, "
+                       f"best epoch {result.best_epoch} ({result.best_score})")
+    return result
