@@ -15,6 +15,22 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+def wait_for_port(port: int, process, what: str, seconds: float = 10.0) -> None:
+    """Wait until a server the test started listens on 127.0.0.1:port; fail with its stderr if it does not."""
+    import socket
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"{what} did not start: {process.stderr.read().decode(errors='replace')}")
+
+
 PG_SERVER_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

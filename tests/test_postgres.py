@@ -6,10 +6,10 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for_port
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
@@ -133,16 +133,7 @@ ignore_startup_parameters = extra_float_digits,options
         for name in ("users.txt", "pgbouncer.ini"):
             os.chmod(tmp_path / name, 0o644)
     process = subprocess.Popen(user + command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        process.kill()
-        pytest.fail(f"pgbouncer did not start: {process.stderr.read().decode(errors='replace')}")
+    wait_for_port(port, process, "pgbouncer")
     yield server.set(port=port).render_as_string(hide_password=False)
     process.terminate()
     process.wait(timeout=10)

@@ -46,19 +46,23 @@ def _has_cuda() -> bool:
     return result.stdout.strip() == "True"
 
 
-def test_launch_reproduce_and_verify_with_the_real_trainer(tmp_path, monkeypatch):
-    model = _test_model()
-    data = tmp_path / "data" / "1_bespoke_punk"
-    data.mkdir(parents=True)
-    example = REPO / "datasets" / "example" / "plain" / "10_bespoke_punk"
-    cuda = _has_cuda()
-    size = 512 if cuda else 64
+def _tiny_dataset(root: Path, size: int) -> Path:
+    """Two example portraits (24x24 art upscaled nearest-neighbour to the training size) in a 1-repeat folder."""
     from PIL import Image
 
-    for image in sorted(example.glob("*.png"))[:2]:
-        # the 24x24 art, upscaled nearest-neighbour to the training size (as the users prepare theirs)
+    data = root / "data" / "1_bespoke_punk"
+    data.mkdir(parents=True)
+    for image in sorted((REPO / "datasets" / "example" / "plain" / "10_bespoke_punk").glob("*.png"))[:2]:
         Image.open(image).resize((size, size), Image.NEAREST).save(data / image.name)
         shutil.copy(image.with_suffix(".txt"), data / f"{image.stem}.txt")
+    return data.parent
+
+
+def test_launch_reproduce_and_verify_with_the_real_trainer(tmp_path, monkeypatch):
+    model = _test_model()
+    cuda = _has_cuda()
+    size = 512 if cuda else 64
+    _tiny_dataset(tmp_path, size)
     spec = tmp_path / "spec.toml"
     spec.write_text(f"""spec_version = 1
 name = "integration"
@@ -123,14 +127,8 @@ def test_worker_killed_mid_run_is_lost_then_requeued_as_a_new_attempt(tmp_path, 
     from orchestrator.tracking.store import TrackingStore
 
     model = _test_model()
-    data = tmp_path / "data" / "1_bespoke_punk"
-    data.mkdir(parents=True)
-    from PIL import Image
-
     size = 512 if _has_cuda() else 64
-    for image in sorted((REPO / "datasets" / "example" / "plain" / "10_bespoke_punk").glob("*.png"))[:2]:
-        Image.open(image).resize((size, size), Image.NEAREST).save(data / image.name)
-        shutil.copy(image.with_suffix(".txt"), data / f"{image.stem}.txt")
+    _tiny_dataset(tmp_path, size)
     spec = tmp_path / "spec.toml"
     spec.write_text(f"""spec_version = 1
 name = "killed"

@@ -15,10 +15,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for_port
 from click.testing import CliRunner
 
 from artifact_fixtures import _fast_retries, _no_cloud_env, moto_endpoint, s3_uri  # noqa: F401
@@ -64,16 +64,7 @@ SetEnv PATH={Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin
 """)
     Path("/run/sshd").mkdir(exist_ok=True)
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(home / "sshd_config")], stderr=subprocess.PIPE)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        process.kill()
-        pytest.fail(f"sshd did not start: {process.stderr.read().decode(errors='replace')}")
+    wait_for_port(port, process, "sshd")
     yield {"port": port, "home": home}
     process.terminate()
     process.wait(timeout=10)
