@@ -58,28 +58,34 @@ def _tiny_dataset(root: Path, size: int) -> Path:
     return data.parent
 
 
-def test_launch_reproduce_and_verify_with_the_real_trainer(tmp_path, monkeypatch):
-    model = _test_model()
-    cuda = _has_cuda()
-    size = 512 if cuda else 64
-    _tiny_dataset(tmp_path, size)
+def _write_spec(tmp_path: Path, model: Path, size: int, *, name: str, seed: int, epochs: int) -> Path:
+    """The CAPTION_FIX recipe on the tiny dataset: batch 1, no warm-up, bf16 on CUDA, fp32 on CPU."""
     spec = tmp_path / "spec.toml"
     spec.write_text(f"""spec_version = 1
-name = "integration"
+name = "{name}"
 preset = "sd15_caption_fix"
-seed = 1234
+seed = {seed}
 [base_model]
 family = "sd15"
 path = "{model}"
 [dataset]
 path = "{tmp_path / 'data'}"
 [config]
-max_train_epochs = 2
+max_train_epochs = {epochs}
 train_batch_size = 1
 resolution = "{size},{size}"
-mixed_precision = "{'bf16' if cuda else 'no'}"
+mixed_precision = "{'bf16' if size == 512 else 'no'}"
 lr_warmup_steps = 0
 """)
+    return spec
+
+
+def test_launch_reproduce_and_verify_with_the_real_trainer(tmp_path, monkeypatch):
+    model = _test_model()
+    cuda = _has_cuda()
+    size = 512 if cuda else 64
+    _tiny_dataset(tmp_path, size)
+    spec = _write_spec(tmp_path, model, size, name="integration", seed=1234, epochs=2)
     if not cuda:
         monkeypatch.setenv("PYTHONPATH", str(REPO / "tests" / "shims"))  # the torchvision test shim, trainer only
     monkeypatch.setenv("SD_SCRIPTS_DIR", SD_SCRIPTS)
@@ -129,23 +135,7 @@ def test_worker_killed_mid_run_is_lost_then_requeued_as_a_new_attempt(tmp_path, 
     model = _test_model()
     size = 512 if _has_cuda() else 64
     _tiny_dataset(tmp_path, size)
-    spec = tmp_path / "spec.toml"
-    spec.write_text(f"""spec_version = 1
-name = "killed"
-preset = "sd15_caption_fix"
-seed = 7
-[base_model]
-family = "sd15"
-path = "{model}"
-[dataset]
-path = "{tmp_path / 'data'}"
-[config]
-max_train_epochs = 3
-train_batch_size = 1
-resolution = "{size},{size}"
-mixed_precision = "{'bf16' if size == 512 else 'no'}"
-lr_warmup_steps = 0
-""")
+    spec = _write_spec(tmp_path, model, size, name="killed", seed=7, epochs=3)
     env = dict(os.environ, SD_SCRIPTS_DIR=SD_SCRIPTS)
     if size == 64:
         env["PYTHONPATH"] = str(REPO / "tests" / "shims")
