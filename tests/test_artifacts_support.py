@@ -7,6 +7,8 @@ import stat
 
 import pytest
 
+import orchestrator.artifacts.retry as retry_module
+
 from orchestrator import artifacts
 from orchestrator.artifacts import ArtifactError, open_store
 from orchestrator.artifacts.base import sha256_from_uri, store_uri_of
@@ -39,7 +41,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped():
         assert max(delays) > cap / 2  # jitter spreads over the whole range
 
 
-def test_call_with_retries_stops_on_success_permanent_errors_attempts_and_deadline():
+def test_call_with_retries_stops_on_success_permanent_errors_attempts_and_deadline(monkeypatch):
     sleeps: list[float] = []
     calls = iter([TimeoutError(), TimeoutError(), "done"])
 
@@ -70,6 +72,8 @@ def test_call_with_retries_stops_on_success_permanent_errors_attempts_and_deadli
         call_with_retries(always(TimeoutError()), retryable=lambda e: True, policy=policy, sleep=lambda s: None)
     assert count["n"] == 5
     count["n"] = 0
+    # Full jitter picks the pause uniformly in [0, 10]: take the top so this case does not depend on the draw.
+    monkeypatch.setattr(retry_module.random, "uniform", lambda low, high: high)
     with pytest.raises(TimeoutError):
         call_with_retries(always(TimeoutError()), retryable=lambda e: True,
                           policy=RetryPolicy(attempts=100, base_delay=10, max_delay=10, deadline=0.5),
