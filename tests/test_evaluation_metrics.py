@@ -139,3 +139,36 @@ def test_score_image_keys_are_the_tracked_metrics():
     scores = m.score_image(pixel_art(5).resize((512, 512), Image.NEAREST))
     assert tuple(scores) == METRICS
     assert scores["palette_distance"] is None and scores["unique_colors_24"] == 5.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nearest_distance_equals_brute_force(seed):
+    """The pruned search must find the same minimum as CIEDE2000 against every palette colour."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 8, (300, 3)) * 36  # a lattice palette: many near ties
+    spread = rng.integers(0, 256, (200, 3))  # saturated blues included, where R_T matters
+    palette = m.Palette(np.concatenate([coarse, spread]))
+    queries = np.concatenate([rng.integers(0, 256, (500, 3)), rng.integers(0, 40, (50, 3)), [[0, 0, 255], [20, 0, 200]]])
+    lab = m.rgb_to_lab(queries)
+    brute = m.ciede2000(lab[:, None, :], palette.lab[None, :, :]).min(axis=1)
+    np.testing.assert_allclose(palette.nearest_distance(lab), brute, rtol=0, atol=1e-12)
+    packed = (queries[:, 0] << 16) | (queries[:, 1] << 8) | queries[:, 2]
+    first = palette.distance_of_packed(packed)
+    again = palette.distance_of_packed(packed)  # from the memo
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, np.where(np.isin(packed, palette.packed), 0.0, brute), atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [(512, 512), (768, 512), (48, 30), (20, 20)])
+def test_grid_alignment_equals_per_pixel_cell_variance(size):
+    """Cells are the pixels Pillow's NEAREST upscale of a 24x24 image fills; variance by the two-pass formula."""
+    rng = np.random.default_rng(sum(size))
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    index = np.arange(24 * 24, dtype=np.int32).reshape(24, 24)
+    labels = np.asarray(Image.fromarray(index, mode="I").resize(size, Image.NEAREST)).reshape(-1)
+    pixels = np.asarray(image, dtype=np.float64).reshape(-1, 3)
+    variances = []
+    for cell in np.unique(labels):
+        values = pixels[labels == cell]
+        variances.append(((values - values.mean(axis=0)) ** 2).mean(axis=0).mean())
+    assert m.grid_alignment(image) == pytest.approx(float(np.mean(variances)), rel=1e-12)

@@ -176,6 +176,11 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     )
 
 
+_MAX_S_L = 1.75  # S_L = 1 + 0.015 (L̄-50)² / sqrt(20 + (L̄-50)²) stays below 1.75 for 0 ≤ L̄ ≤ 100
+_RT_FLOOR = 1 - float(np.sin(np.radians(60)))  # 1 - max|R_T|/2
+_MEMO_LIMIT = 1 << 18  # colours remembered per palette (a dict of about 30 MB at most)
+
+
 class Palette:
     """A reference palette: distinct 8-bit RGB colours and their L*a*b* values (computed once)."""
 
@@ -188,31 +193,63 @@ class Palette:
         self.packed = packed
         self.rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
         self.lab = rgb_to_lab(self.rgb)
+        self.chroma = self._chroma_of(self.lab)
+        self._memo: dict[int, float] = {}
 
     def __len__(self) -> int:
         return int(self.rgb.shape[0])
 
-    def nearest_distance(self, lab: np.ndarray, *, candidates: int = 32) -> np.ndarray:
+    def nearest_distance(self, lab: np.ndarray) -> np.ndarray:
         """Exact CIEDE2000 distance from each L*a*b* row of ``lab`` (N, 3) to its nearest palette colour.
 
-        Exhaustive in effect but not in cost: the ``candidates`` palette colours nearest in Euclidean L*a*b* give an
-        upper bound d; then CIEDE2000 is computed for every pair whose lower bound |ΔL| / S_L(L̄) is below d (the
-        lightness term alone, since the chroma/hue part of the formula is never negative because |R_T| < 2).
+        Exhaustive in effect but not in cost. The CIEDE2000 distance to the palette colour nearest in Euclidean
+        L*a*b* is an upper bound U; CIEDE2000 is then computed only for the pairs whose lower bound is below U:
+        ΔE00² ≥ (ΔL/S_L)² + (1 - sin 60°)·(Δa² + Δb²)/S_C,max², because |R_T| ≤ 2 sin 60° makes the chroma/hue part
+        at least (1 - |R_T|/2)(ΔC'²/S_C² + ΔH'²/S_H²), ΔC'² + ΔH'² = Δa'² + Δb² ≥ Δa² + Δb², S_H ≤ S_C, and
+        S_C ≤ 1 + 0.045·1.5·max(C1, C2) since C' ≤ 1.5 C. A first box test |ΔL| < 1.75 U (S_L < 1.75) keeps the
+        N×P work to one comparison per pair.
         """
         lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
         pal = self.lab
-        k = min(candidates, len(self))
-        d76 = (lab**2).sum(1)[:, None] + (pal**2).sum(1)[None, :] - 2 * lab @ pal.T
-        nearest_k = np.argpartition(d76, k - 1, axis=1)[:, :k] if k < len(self) else np.broadcast_to(
-            np.arange(k), (lab.shape[0], k))
-        bound = ciede2000(lab[:, None, :], pal[nearest_k]).min(axis=1)
-        l_bar50 = ((lab[:, None, 0] + pal[None, :, 0]) / 2 - 50) ** 2
+        euclid = (pal**2).sum(1)[None, :] - 2 * lab @ pal.T  # |q - p|² minus the |q|² that argmin ignores
+        upper = ciede2000(lab, pal[euclid.argmin(axis=1)])
+        tolerance = upper + 1e-9
+        rows, cols = np.nonzero(np.abs(lab[:, None, 0] - pal[None, :, 0]) < _MAX_S_L * tolerance[:, None])
+        q, p = lab[rows], pal[cols]
+        l_bar50 = ((q[:, 0] + p[:, 0]) / 2 - 50) ** 2
         s_l = 1 + 0.015 * l_bar50 / np.sqrt(20 + l_bar50)
-        rows, cols = np.nonzero(np.abs(lab[:, None, 0] - pal[None, :, 0]) / s_l < bound[:, None] + 1e-9)
-        best = bound.copy()
+        s_c = 1 + 0.045 * 1.5 * np.maximum(self._chroma_of(q), self.chroma[cols])
+        lower2 = ((q[:, 0] - p[:, 0]) / s_l) ** 2 + _RT_FLOOR * ((q[:, 1] - p[:, 1]) ** 2 + (q[:, 2] - p[:, 2]) ** 2) / s_c**2
+        keep = lower2 < tolerance[rows] ** 2
+        rows, cols = rows[keep], cols[keep]
+        best = upper.copy()
         if rows.size:
             np.minimum.at(best, rows, ciede2000(lab[rows], pal[cols]))
         return best
+
+    def distance_of_packed(self, colors: np.ndarray) -> np.ndarray:
+        """Nearest-palette CIEDE2000 distance of packed 0xRRGGBB colours, remembered per colour.
+
+        Renders of one run reuse colours (backgrounds, outlines, and all of them once the LoRA has learned the
+        palette), so a colour's distance is computed once per palette. Palette members are exactly 0.
+        """
+        colors = np.asarray(colors, dtype=np.uint32)
+        memo = self._memo
+        known = np.fromiter((memo.get(int(c), -1.0) for c in colors), dtype=np.float64, count=colors.size)
+        missing = known < 0
+        if missing.any():
+            fresh = colors[missing]
+            rgb = np.stack([(fresh >> 16) & 255, (fresh >> 8) & 255, fresh & 255], axis=1)
+            distance = np.where(np.isin(fresh, self.packed), 0.0, self.nearest_distance(rgb_to_lab(rgb)))
+            if len(memo) + fresh.size > _MEMO_LIMIT:
+                memo.clear()
+            memo.update(zip(fresh.tolist(), distance.tolist()))
+            known[missing] = distance
+        return known
+
+    @staticmethod
+    def _chroma_of(lab: np.ndarray) -> np.ndarray:
+        return np.hypot(lab[:, 1], lab[:, 2])
 
     def hex_colors(self) -> list[str]:
         return [f"#{int(p):06x}" for p in self.packed]
@@ -231,45 +268,37 @@ def palette_distance(image: Image.Image, palette: Palette, *, small: Image.Image
     """Mean CIEDE2000 distance from each 24x24 NEAREST-downscale pixel to its nearest palette colour (lower is better)."""
     pixels = _packed(small if small is not None else downscale_24(image))
     colors, counts = np.unique(pixels, return_counts=True)
-    rgb = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1)
-    nearest = palette.nearest_distance(rgb_to_lab(rgb))
-    nearest = np.where(np.isin(colors, palette.packed), 0.0, nearest)  # exact members are exactly 0
-    return float((nearest * counts).sum() / counts.sum())
+    return float((palette.distance_of_packed(colors) * counts).sum() / counts.sum())
 
 
 # ---- grid alignment ---------------------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=16)
-def _cell_labels(width: int, height: int) -> np.ndarray:
-    """Cell index (0..575) of every pixel: the 24x24 source pixel that Pillow's NEAREST upscale copies there."""
-    index = np.arange(GRID * GRID, dtype=np.int32).reshape(GRID, GRID)
-    labels = np.asarray(Image.fromarray(index, mode="I").resize((width, height), Image.NEAREST), dtype=np.int64)
-    return labels.reshape(-1)
+def _cell_starts(length: int) -> np.ndarray:
+    """Where each grid cell starts along one axis: the runs of equal source index in Pillow's NEAREST upscale of 24.
+
+    Cells are rectangles (a row run × a column run), so summing over them is two ``reduceat`` calls.
+    """
+    index = np.arange(GRID, dtype=np.int32).reshape(1, GRID)
+    source = np.asarray(Image.fromarray(index, mode="I").resize((length, 1), Image.NEAREST)).reshape(-1)
+    return np.concatenate([[0], np.flatnonzero(np.diff(source)) + 1])
 
 
 def grid_alignment(image: Image.Image) -> float:
     """Mean within-cell variance of the full image on the 24-cell grid (8-bit units², mean of R, G, B; lower is better)."""
     rgb = _rgb(image)
-    labels = _cell_labels(*rgb.size)
-    pixels = np.asarray(rgb, dtype=np.float64).reshape(-1, 3)
-    cells = GRID * GRID
-    counts = np.bincount(labels, minlength=cells).astype(np.float64)
-    occupied = counts > 0
-    variance = np.zeros(cells)
-    for channel in range(3):
-        values = pixels[:, channel]
-        mean = np.bincount(labels, values, minlength=cells)[occupied] / counts[occupied]
-        # two-pass (value - cell mean)² keeps flat cells exactly 0, unlike E[x²] - E[x]²
-        deviation = values - _expand(mean, occupied, labels, cells)
-        variance[occupied] += np.bincount(labels, deviation**2, minlength=cells)[occupied] / counts[occupied]
-    return float(variance[occupied].mean() / 3)
+    rows, cols = _cell_starts(rgb.size[1]), _cell_starts(rgb.size[0])
+    pixels = np.asarray(rgb, dtype=np.int64)
 
+    def cell_sums(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.add.reduceat(values, rows, axis=0), cols, axis=1)
 
-def _expand(mean: np.ndarray, occupied: np.ndarray, labels: np.ndarray, cells: int) -> np.ndarray:
-    full = np.zeros(cells)
-    full[occupied] = mean
-    return full[labels]
+    counts = np.outer(np.diff(rows, append=rgb.size[1]), np.diff(cols, append=rgb.size[0]))[..., None]
+    total, squares = cell_sums(pixels), cell_sums(pixels * pixels)
+    # n·Σx² − (Σx)² in exact integers: flat cells are exactly 0, as with a two-pass variance
+    variance = (counts * squares - total * total) / (counts * counts)
+    return float(variance.mean())
 
 
 # ---- all at once ------------------------------------------------------------------------------------------------
