@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,17 +126,39 @@ class Generator:
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe.to(device)
         self.device, self.dtype, self.settings = device, dtype, settings
+        self._modules: dict[str, Any] | None = None
+        self._merged: Any = None
+        self.lora_loader = "merge"
 
-    def load_lora(self, path: str) -> None:
+    def load_lora(self, path: str, *, loader: str = "auto") -> None:
+        """Merge a plain kohya LoRA into the weights (fast); other LoRA formats, or ``loader="peft"``, go through
+        diffusers + PEFT."""
+        from safetensors.torch import load_file
+
+        from orchestrator.evaluation import lora_merge
+
+        if self._modules is None:
+            self._modules = lora_merge.kohya_names(self.pipe)
+        layers, unsupported = lora_merge.plan_merge(load_file(path, device=self.device), self._modules)
+        if layers and not unsupported and loader != "peft":
+            self._merged = lora_merge.MergedLora(layers, self._modules, self.settings.lora_scale)
+            self.lora_loader = "merge"
+            return
         import importlib.util
 
         if importlib.util.find_spec("peft") is None:  # diffusers' LoRA loading needs the PEFT backend
-            raise ConfigError("loading a LoRA into the diffusers pipeline needs peft", "pip install 'peft>=0.13'")
+            raise ConfigError(f"{path}: not a plain kohya LoRA ({unsupported[0] if unsupported else 'no layers'}); "
+                              "loading it through diffusers needs peft", "pip install 'peft>=0.13'")
         self.pipe.load_lora_weights(path, adapter_name="orchestrator_epoch")  # not "eval": peft would shadow nn.Module.eval
         self.pipe.set_adapters(["orchestrator_epoch"], adapter_weights=[self.settings.lora_scale])
+        self.lora_loader = "diffusers-peft"
 
     def unload_lora(self) -> None:
-        self.pipe.unload_lora_weights()
+        if self._merged is not None:
+            self._merged.remove()
+            self._merged = None
+        else:
+            self.pipe.unload_lora_weights()
 
     def generate(self, jobs: Sequence[Job], negative: Callable[[SuitePrompt], str | None]) -> list[Image.Image]:
         torch, s = self.torch, self.settings
@@ -196,33 +219,48 @@ def evaluate_run(
         settings={"batch_size": settings.batch_size, "lora_scale": settings.lora_scale, "dtype": str(
             getattr(generator, "dtype", settings.dtype))},
     )
-    with tempfile.TemporaryDirectory(prefix="orchestrator-eval-") as tmp:
+    def finish(epoch: int, batch: list[Job], images: list[Image.Image], work: Path) -> list[SampleScore]:
+        """Score and store one batch (CPU work, overlapped with the next batch on the GPU)."""
+        samples = []
+        for job, image in zip(batch, images, strict=True):
+            stem = f"e{epoch}_{job.prompt.name}_{job.seed}"
+            samples.append(SampleScore(
+                epoch=epoch, prompt_id=prompt_ids[job.prompt.name], seed=job.seed,
+                metrics=score_image(image, palette),
+                image_uri=_put_image(store, image, work, f"{stem}_512.png"),
+                image_24_uri=_put_image(store, downscale_24(image), work, f"{stem}_24x24.png"),
+            ))
+        return samples
+
+    def record(pending: Future[list[SampleScore]] | None) -> None:
+        if pending is not None:
+            samples = pending.result()
+            tracking.record_samples(result.evaluation_id, samples)  # each batch is durable: resumable
+            result.generated += len(samples)
+
+    batch_size = max(1, settings.batch_size)
+    with tempfile.TemporaryDirectory(prefix="orchestrator-eval-") as tmp, ThreadPoolExecutor(1) as cpu:
         work = Path(tmp)
-        for epoch, checkpoint in chosen.items():
-            epoch_jobs = [j for j in jobs if j.epoch == epoch]
-            if not epoch_jobs:
-                continue
-            lora = store.get_file(checkpoint.uri, work / f"epoch{epoch}.safetensors")
-            say(f"epoch {epoch}: {len(epoch_jobs)} image(s)")
-            generator.load_lora(str(lora))
-            try:
-                for start in range(0, len(epoch_jobs), max(1, settings.batch_size)):
-                    batch = epoch_jobs[start:start + max(1, settings.batch_size)]
-                    images = generator.generate(batch, suite.negative_for)
-                    samples = []
-                    for job, image in zip(batch, images, strict=True):
-                        stem = f"e{epoch}_{job.prompt.name}_{job.seed}"
-                        samples.append(SampleScore(
-                            epoch=epoch, prompt_id=prompt_ids[job.prompt.name], seed=job.seed,
-                            metrics=score_image(image, palette),
-                            image_uri=_put_image(store, image, work, f"{stem}_512.png"),
-                            image_24_uri=_put_image(store, downscale_24(image), work, f"{stem}_24x24.png"),
-                        ))
-                    tracking.record_samples(result.evaluation_id, samples)  # each batch is durable: resumable
-                    result.generated += len(samples)
-            finally:
-                generator.unload_lora()
-            (work / f"epoch{epoch}.safetensors").unlink(missing_ok=True)
+        pending: Future[list[SampleScore]] | None = None
+        try:
+            for epoch, checkpoint in chosen.items():
+                epoch_jobs = [j for j in jobs if j.epoch == epoch]
+                if not epoch_jobs:
+                    continue
+                lora = store.get_file(checkpoint.uri, work / f"epoch{epoch}.safetensors")
+                say(f"epoch {epoch}: {len(epoch_jobs)} image(s)")
+                generator.load_lora(str(lora))
+                try:
+                    for start in range(0, len(epoch_jobs), batch_size):
+                        batch = epoch_jobs[start:start + batch_size]
+                        images = generator.generate(batch, suite.negative_for)
+                        record(pending)
+                        pending = cpu.submit(finish, epoch, batch, images, work)
+                finally:
+                    generator.unload_lora()
+                lora.unlink(missing_ok=True)
+        finally:
+            record(pending)
     run = tracking.get_run(run.id)
     result.best_epoch, result.best_score = run.best_epoch, run.best_score
     return result
