@@ -93,11 +93,14 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
 @click.option("--sheet", "sheet_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a contact sheet PNG (rows = epochs, columns = prompts).")
 @click.option("--sheet-only", is_flag=True, help="Only draw the sheet from what is recorded; generate nothing.")
+@click.option("--on-train", is_flag=True, help="Score the sample images sd-scripts rendered while training (runs "
+              "launched with [evaluation] on_train = true) that are not recorded yet; no model is loaded.")
 @json_option
 @pass_state
 def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None, steps: int | None,
                  cfg_scale: float | None, batch_size: int, base_model: str | None, palette_from: str | None,
-                 store_uri: str | None, sheet_path: Path | None, sheet_only: bool, as_json: bool) -> None:
+                 store_uri: str | None, sheet_path: Path | None, sheet_only: bool, on_train: bool,
+                 as_json: bool) -> None:
     """Generate a prompt suite with each checkpoint of RUN_ID, score and record every image (resumable; gpu extra)."""
     from orchestrator.artifacts import open_store
     from orchestrator.evaluation import generate, scoring
@@ -105,6 +108,9 @@ def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None,
 
     if sheet_only and not sheet_path:
         raise click.UsageError("--sheet-only needs --sheet PATH")
+    if on_train:
+        _score_on_train(state, run_ref, palette_from, store_uri, as_json)
+        return
     suite = load_suite(suite_ref)
     wanted = generate.parse_epochs(epochs)
     artifacts = open_store(store_uri)
@@ -134,3 +140,23 @@ def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None,
                    f"recorded; best epoch {result.best_epoch} ({result.best_score})")
     if sheet_path:
         click.echo(f"contact sheet: {sheet_path}")
+
+
+def _score_on_train(state: State, run_ref: str, palette_from: str | None, store_uri: str | None,
+                    as_json: bool) -> None:
+    from orchestrator.artifacts import open_store
+    from orchestrator.evaluation import scoring
+    from orchestrator.evaluation.on_train import score_run_samples
+
+    with state.store() as store:
+        run = store.get_run(run_ref)
+        source = palette_from or run.dataset_snapshot_id
+        palette = scoring.reference_palette(source, state.store) if source else None
+        scorer = score_run_samples(store, open_store(store_uri), run.id, palette=palette)
+        run = store.get_run(run.id)
+    if as_json:
+        echo_json({"run_id": run.id, "suite": scorer.suite.name, "evaluation_id": scorer.evaluation_id,
+                   "recorded": scorer.recorded, "best_epoch": run.best_epoch, "best_score": run.best_score})
+        return
+    click.echo(f"run {run.id} suite {scorer.suite.name}: {scorer.recorded} sample image(s) scored; best epoch "
+               f"{run.best_epoch} ({run.best_score})")

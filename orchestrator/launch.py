@@ -206,7 +206,9 @@ def execute(store: TrackingStore, artifacts: ArtifactStore, prepared: PreparedRu
     """Run the prepared trainer; Ctrl-C / SIGTERM stop its process group and mark the run cancelled."""
     if store.get_run(prepared.run.id).status != "running":  # a worker's claimed run is running already
         store.set_status(prepared.run.id, "running", host=socket.gethostname())
-    trainer = LocalTrainerRun(store, artifacts, prepared.run.id, prepared.command, on_event=on_event)
+    spec = prepared.plan.spec
+    trainer = LocalTrainerRun(store, artifacts, prepared.run.id, prepared.command, on_event=on_event,
+                              sample_scorer=_on_train_scorer(store, artifacts, prepared))
     previous = {}
 
     def stop(signum, _frame):
@@ -218,10 +220,32 @@ def execute(store: TrackingStore, artifacts: ArtifactStore, prepared: PreparedRu
         except ValueError:  # not the main thread: the caller handles signals
             pass
     try:
-        return trainer.run()
+        outcome = trainer.run()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if outcome.status == "succeeded" and spec.evaluation.asked:
+        if spec.evaluation.on_train:
+            scorer = trainer.sample_scorer
+            store.record_event(prepared.run.id, "evaluation", message=(
+                f"on-train: {scorer.recorded} sample image(s) scored" if scorer else "on-train evaluation stopped"))
+        else:
+            evaluate_as_asked(store, artifacts, prepared.run.id, spec)
+    return outcome
+
+
+def _on_train_scorer(store: TrackingStore, artifacts: ArtifactStore, prepared: PreparedRun):
+    """The scorer of sd-scripts' sample images when the spec asks for on-train evaluation, else None."""
+    spec = prepared.plan.spec
+    if not spec.evaluation.on_train:
+        return None
+    from orchestrator.evaluation import scoring
+    from orchestrator.evaluation.on_train import TrainingSampleScorer
+
+    snapshot = prepared.run.dataset_snapshot_id
+    palette = scoring.reference_palette(snapshot, lambda: contextlib.nullcontext(store)) if snapshot else None
+    return TrainingSampleScorer(store, artifacts, prepared.run.id, spec, prepared.command.output_dir / "sample",
+                                palette=palette)
 
 
 def reproduce_spec(parent: RunRecord) -> RunSpec:
@@ -308,29 +332,28 @@ def run_claimed(store: TrackingStore, artifacts: ArtifactStore, claimed: RunReco
             store.set_status(claimed.id, "failed", error_summary=f"the worker could not prepare the run: "
                              f"{error.one_line()}")
         raise
-    outcome = execute(store, artifacts, prepared, on_event=on_event)
-    if outcome.status == "succeeded" and spec.evaluation.suite:
-        evaluate_as_asked(store, artifacts, claimed.id, spec)
-    return outcome
+    return execute(store, artifacts, prepared, on_event=on_event)
 
 
 def evaluate_as_asked(store: TrackingStore, artifacts: ArtifactStore, run_id: str, spec: RunSpec, *,
                       generator_factory=None) -> object:
-    """The evaluation the spec asks for ([evaluation] suite, seeds), run after training on the same machine.
+    """The evaluation the spec asks for ([evaluation] suite or prompts, seeds), run after training on the same
+    machine (generation needs the gpu extra).
 
     A failed evaluation is recorded as an event and raised; the training result stands.
     """
     from orchestrator.evaluation import generate, scoring
-    from orchestrator.evaluation.suites import load_suite
+    from orchestrator.evaluation.on_train import spec_suite
 
     try:
-        suite = load_suite(spec.evaluation.suite)
+        suite = spec_suite(spec)
+        assert suite is not None, "evaluate_as_asked needs a spec that asks for an evaluation"
         run = store.get_run(run_id)
         palette = (scoring.reference_palette(run.dataset_snapshot_id, lambda: contextlib.nullcontext(store))
                    if run.dataset_snapshot_id else None)
         extra = {"generator_factory": generator_factory} if generator_factory else {}
         result = generate.evaluate_run(store, run_id, suite, artifacts=artifacts, palette=palette,
-                                       base_model=spec.base_model.path, **extra)
+                                       base_model=spec.base_model.path, seeds=spec.evaluation.seeds, **extra)
     except OrchestratorError as error:
         store.record_event(run_id, "log", message=f"evaluation failed: {error.one_line()}")
         raise

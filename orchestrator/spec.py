@@ -32,9 +32,11 @@ A spec file is TOML::
     every_n_epochs = 1
     prompts = ["pixel art, 24x24, portrait of bespoke punk lady", { text = "…", seed = 7 }]
 
-    [evaluation]                        # recorded for the evaluation step
-    prompts = ["…"]
-    seeds = [1, 2, 3]
+    [evaluation]                        # scored per epoch: after training (worker / launch), or on_train
+    suite = "bespoke_punks_8"           # a prompt suite (name or TOML path) …
+    # prompts = ["…"]                   # … or inline prompts (an inline suite)
+    seeds = [1, 2, 3]                   # optional: these seeds instead of the suite's
+    on_train = false                    # true: sd-scripts renders the suite as its sample images while training
 
     [sd_scripts]
     commit = "48d368fa557731ad0488c07304dfeba8c07910eb"   # expected commit; default: the pinned one
@@ -149,6 +151,11 @@ class EvaluationSpec:
     suite: str | None = None
     prompts: tuple[str, ...] = ()
     seeds: tuple[int, ...] = ()
+    on_train: bool = False
+
+    @property
+    def asked(self) -> bool:
+        return bool(self.suite or self.prompts)
 
 
 @dataclass(frozen=True)
@@ -382,7 +389,7 @@ _DATASET = ("path", "snapshot", "caption_version", "subsets")
 _SUBSET_FIXED = ("folder", "num_repeats", "class_tokens", "is_reg")
 _SAMPLE = ("prompts", "every_n_epochs", "sampler", "width", "height", "steps", "cfg_scale", "seed", "negative_prompt")
 _PROMPT = ("text", "negative", "width", "height", "seed", "cfg_scale", "steps")
-_EVALUATION = ("suite", "prompts", "seeds")
+_EVALUATION = ("suite", "prompts", "seeds", "on_train")
 _SD_SCRIPTS = ("commit", "path")
 _EXECUTOR = ("kind", "options")
 
@@ -434,7 +441,12 @@ def _parse(data: Mapping[str, Any], *, source: str | None, base_dir: str | os.Pa
         r.fail("evaluation.seeds", "expected an array of integers")
         seeds = []
     evaluation = EvaluationSpec(suite=r.get(eval_raw, "suite", "evaluation", str),
-                                prompts=r.string_list(eval_raw, "prompts", "evaluation"), seeds=tuple(seeds))
+                                prompts=r.string_list(eval_raw, "prompts", "evaluation"), seeds=tuple(seeds),
+                                on_train=r.get(eval_raw, "on_train", "evaluation", bool, False))
+    if evaluation.suite and evaluation.prompts:
+        r.fail("evaluation.prompts", "give a suite or inline prompts, not both")
+    if evaluation.on_train and not evaluation.asked:
+        r.fail("evaluation.on_train", "needs a suite or prompts to render", 'add suite = "bespoke_punks_8"')
 
     sd_raw = r.table(top.get("sd_scripts"), "sd_scripts", _SD_SCRIPTS)
     commit = r.get(sd_raw, "commit", "sd_scripts", str)

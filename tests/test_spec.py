@@ -70,7 +70,7 @@ def test_full_spec_fields():
     assert dict(spec.config)["optimizer_args"] == ("weight_decay=0.01", "betas=(0.9,0.99)")
     assert spec.sample.cfg_scale == 7.0 and isinstance(spec.sample.cfg_scale, float)
     assert spec.sample.prompts[1].seed == 5 and spec.sample.prompts[1].negative == "photo"
-    assert spec.evaluation.suite == "phase1b-8" and spec.evaluation.seeds == (1, 2)
+    assert spec.evaluation.suite is None and spec.evaluation.prompts and spec.evaluation.seeds == (1, 2)
     assert spec.executor.kind == "local" and dict(spec.executor.options) == {"gpu": 0}
 
 

@@ -65,9 +65,13 @@ class Job:
     seed: int
 
 
-def plan_jobs(suite: PromptSuite, epochs: Sequence[int], done: set[tuple[int, str, int]]) -> list[Job]:
-    """Every (epoch, prompt, seed) not yet recorded, epoch by epoch, in suite order (pure, testable)."""
-    return [Job(epoch, prompt, seed) for epoch in epochs for prompt, seed in suite.items()
+def plan_jobs(suite: PromptSuite, epochs: Sequence[int], done: set[tuple[int, str, int]],
+              seeds: Sequence[int] = ()) -> list[Job]:
+    """Every (epoch, prompt, seed) not yet recorded, epoch by epoch, in suite order (pure, testable); ``seeds``
+    instead of each prompt's own when given."""
+    from orchestrator.evaluation.on_train import suite_items
+
+    return [Job(epoch, prompt, seed) for epoch in epochs for prompt, seed in suite_items(suite, seeds)
             if (epoch, prompt.name, seed) not in done]
 
 
@@ -190,6 +194,7 @@ def evaluate_run(
     palette: Palette | None = None,
     generator_factory: Callable[[str, GenerationSettings], Any] = Generator,
     progress: Progress | None = None,
+    seeds: Sequence[int] = (),
 ) -> EvaluationResult:
     """Generate, score and record ``suite`` for the run's checkpoints (all, or ``epochs``); skips recorded triples."""
     from orchestrator.artifacts import open_store
@@ -202,8 +207,9 @@ def evaluate_run(
     chosen = select_checkpoints(tracking.checkpoints(run.id), epochs)
     prompt_ids = record_suite(tracking, suite)
     done = tracking.recorded_samples(run.id, suite.name)
-    jobs = plan_jobs(suite, list(chosen), done)
-    result = EvaluationResult(run.id, None, suite.name, skipped=len(suite.items()) * len(chosen) - len(jobs),
+    jobs = plan_jobs(suite, list(chosen), done, seeds)
+    per_epoch = len(suite.prompts) * len(seeds) if seeds else len(suite.items())
+    result = EvaluationResult(run.id, None, suite.name, skipped=per_epoch * len(chosen) - len(jobs),
                               epochs=list(chosen))
     if not jobs:
         say("everything asked is already recorded")

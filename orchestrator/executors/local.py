@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from orchestrator.artifacts.base import ArtifactStore, sha256_file
 from orchestrator.errors import InputError
@@ -65,6 +66,12 @@ class RunOutcome:
     first_step_seconds: float | None = None
 
 
+class SampleScorer(Protocol):
+    """Scores the trainer's sample images (orchestrator.evaluation.on_train.TrainingSampleScorer)."""
+
+    def collect(self, *, finished_before: int | None) -> int: ...
+
+
 class Cancelled(Exception):
     """Raised inside the monitor when the user or a signal asked the run to stop."""
 
@@ -81,6 +88,7 @@ class LocalTrainerRun:
         *,
         on_event: Callable[[TrainerEvent], None] | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        sample_scorer: SampleScorer | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
@@ -97,6 +105,7 @@ class LocalTrainerRun:
         self._epoch_losses: dict[int, float] = {}
         self._started = 0.0
         self._first_step_at: float | None = None
+        self.sample_scorer = sample_scorer
 
     # -- control ------------------------------------------------------------------------------------------------
 
@@ -181,6 +190,7 @@ class LocalTrainerRun:
         if isinstance(event, EpochStarted):
             self._register_pending()
             self._record_epoch_end(event.epoch - 1)
+            self._score_samples(finished_before=event.epoch)
             self.store.record_event(self.run_id, "epoch_start", epoch=event.epoch,
                                     message=f"epoch {event.epoch}/{event.total}")
         elif isinstance(event, Progress):
@@ -207,6 +217,17 @@ class LocalTrainerRun:
         if epoch >= 1:
             self.store.record_event(self.run_id, "epoch", epoch=epoch, loss=self._epoch_losses.get(epoch),
                                     message=f"epoch {epoch} ended")
+
+    def _score_samples(self, *, finished_before: int | None) -> None:
+        """On-train evaluation: score the sample images of the epochs that have ended. A scoring failure is
+        recorded and ends scoring; training goes on."""
+        if self.sample_scorer is None:
+            return
+        try:
+            self.sample_scorer.collect(finished_before=finished_before)
+        except Exception as error:  # noqa: BLE001 - evaluation must never stop the training
+            self.sample_scorer = None
+            self.store.record_event(self.run_id, "log", message=f"on-train evaluation stopped: {error}"[:2000])
 
     def _resolve(self, path: str) -> Path:
         candidate = Path(path)
@@ -247,6 +268,7 @@ class LocalTrainerRun:
                 self._register(path)
         if self.parser.epoch:
             self._record_epoch_end(self.parser.epoch)
+        self._score_samples(finished_before=None)
         steps = self._record_training_steps()
         log_artifact = self.artifacts.put_file(self.command.log_file) if self.command.log_file.exists() else None
         wall = time.monotonic() - self._started

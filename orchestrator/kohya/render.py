@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from orchestrator.evaluation.on_train import training_sample_spec
 from orchestrator.kohya.arguments import KohyaArgument, ScriptSchema, load_schema
 from orchestrator.kohya.presets import Preset
 from orchestrator.kohya.settings import (
@@ -385,8 +386,8 @@ def sample_size(spec: RunSpec, settings: Mapping[str, Setting]) -> tuple[int, in
 
 
 def render_sample_prompts(spec: RunSpec, settings: Mapping[str, Setting], header: Iterable[str]) -> str:
-    """The sample prompts file, or "" when the spec has no sample prompts."""
-    sample = spec.sample
+    """The sample prompts file, or "" when the spec has no sample prompts (the evaluation suite when on_train)."""
+    sample = training_sample_spec(spec)
     if not sample.prompts:
         return ""
     if spec.seed is None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.evaluation.on_train import training_sample_spec
 from orchestrator.kohya.presets import Preset
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def resolve_settings(
         # sdpa is built into torch; xformers is optional and may be missing on the worker. An explicit
         # sdpa (true or false) or another attention choice from the preset or [config] is left alone.
         own("sdpa", True)
-    sample = spec.sample
+    sample = training_sample_spec(spec)
     if sample.prompts:
         own("sample_prompts", SAMPLE_PROMPTS_FILE)
         if sample.every_n_epochs is not None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from orchestrator.evaluation.on_train import suite_problem, training_sample_spec
 from orchestrator.kohya.arguments import KohyaArgument, ScriptSchema, load_schema, suggest
 from orchestrator.kohya.dataset_schema import SchemaChecker
 from orchestrator.kohya.presets import Preset
@@ -580,8 +581,14 @@ def check_sample(spec: RunSpec) -> list[Problem]:
     """Sample prompts must survive sd-scripts' line format (``train_util.load_prompts``/``line_to_prompt_dict``):
     one line each, no `` --`` inside the text (it starts an option), not starting with ``#`` (a comment)."""
     problems = []
-    sample = spec.sample
     source = spec.source
+    if spec.evaluation.asked and (why := suite_problem(spec)):
+        return [error("evaluation.suite", why, "suites: kohya_configs/prompt_suites/*.toml, or a suite TOML path",
+                      source)]
+    if spec.evaluation.on_train and spec.sample.prompts:
+        return [error("evaluation.on_train", "renders the evaluation suite as sd-scripts' sample prompts, so "
+                      "[sample] prompts would be dropped", "remove [sample] prompts, or set on_train = false", source)]
+    sample = training_sample_spec(spec)
 
     def text_problem(path: str, text: str) -> None:
         if "\n" in text or "\r" in text:

@@ -19,6 +19,25 @@ import numpy as np
 from safetensors.numpy import save_file
 
 
+def write_samples(args, epoch: int) -> None:
+    """What sd-scripts' sample_image_inference writes: one PNG per prompt line, named by epoch, line and seed.
+    Later epochs use fewer colours (a 24x24 image with 64 // epoch colours, nearest-upscaled to 512)."""
+    from PIL import Image
+
+    with open(args.sample_prompts, encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    folder = os.path.join(args.output_dir, "sample")
+    os.makedirs(folder, exist_ok=True)
+    for index, line in enumerate(lines):
+        seed = int(line.split(" --d ")[1].split()[0])
+        rng = np.random.default_rng(seed)
+        colours = rng.integers(0, 256, (max(1, 64 // epoch), 3), dtype=np.uint8)
+        small = colours[rng.integers(0, len(colours), (24, 24))]
+        stamp = time.strftime("%Y%m%d%H%M%S")
+        name = f"{args.output_name}_e{epoch:06d}_{index:02d}_{stamp}_{seed}.png"
+        Image.fromarray(small).resize((512, 512), Image.NEAREST).save(os.path.join(folder, name))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
@@ -30,6 +49,8 @@ def main() -> int:
     parser.add_argument("--seed", default="42")
     parser.add_argument("--spawn-child", default=None, help="start a child process and write its pid here")
     parser.add_argument("--step-seconds", type=float, default=0.01)
+    parser.add_argument("--sample_prompts", default=None)
+    parser.add_argument("--sample_every_n_epochs", type=int, default=None)
     args = parser.parse_args()
 
     if args.spawn_child:
@@ -72,6 +93,8 @@ def main() -> int:
         metadata = {"ss_epoch": str(epoch + 1), "ss_steps": str(step), "ss_seed": args.seed,
                     "ss_network_dim": "32", "ss_tag_frequency": json.dumps({"10_punk": {"pixel art": 4}})}
         save_file({"lora_unet.weight": np.full((4, 4), epoch, dtype=np.float16)}, path, metadata=metadata)
+        if args.sample_prompts and args.sample_every_n_epochs and (epoch + 1) % args.sample_every_n_epochs == 0:
+            write_samples(args, epoch + 1)
         if args.mode == "hang" and epoch == 0:
             print("\nepoch 2/2\n", flush=True)
             while True:  # a trainer stuck in its second epoch
