@@ -92,21 +92,20 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @click.option("--remote-orchestrator", default="orchestrator", show_default=True,
               help="The orchestrator command on the remote host.")
 @click.option("--remote-sd-scripts", metavar="PATH", help="sd-scripts checkout on the remote host.")
-@click.option("--wait", is_flag=True, help="With ssh://: stay until the remote worker ends; exit 1 unless it succeeded.")
+@click.option("--wait", is_flag=True, help="With ssh:// or runpod: stay until the remote worker ends (with runpod: "
+              "then terminate the pod); exit 1 unless it succeeded. Without it the launch returns at once and the "
+              "RunPod pod terminates itself when its worker ends.")
 @click.option("--gpu", "gpu_type", default="NVIDIA H100 80GB HBM3", show_default=True, help="With runpod: GPU type.")
 @click.option("--image", default="ghcr.io/your-team/orchestrator-worker:latest", show_default=True,
               help="With runpod: the worker image (docker/README.md).")
 @click.option("--cloud", "cloud_type", type=click.Choice(["SECURE", "COMMUNITY", "ALL"]), default="SECURE",
               show_default=True, help="With runpod: cloud type.")
 @click.option("--disk-gb", type=int, default=50, show_default=True, help="With runpod: container disk.")
-@click.option("--no-wait", is_flag=True, help="With runpod: return once the pod is created (it then runs until "
-              "`runs cancel` or the console stops it).")
 @json_option
 @pass_state
 def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str | None, work_root: Path | None,
            on: str, ssh_options: tuple[str, ...], remote_orchestrator: str, remote_sd_scripts: str | None,
-           wait: bool, gpu_type: str, image: str, cloud_type: str, disk_gb: int, no_wait: bool,
-           as_json: bool) -> None:
+           wait: bool, gpu_type: str, image: str, cloud_type: str, disk_gb: int, as_json: bool) -> None:
     """Record and run SPEC: snapshot, validate, render, train, register checkpoints."""
     from orchestrator.artifacts import open_store
     from orchestrator.errors import InputError
@@ -135,14 +134,17 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
             run = enqueue(store, artifacts, spec, remote_kind="runpod")
             run = launch_on_runpod(store, run, gpu_type=gpu_type, image=image, cloud_type=cloud_type, disk_gb=disk_gb,
                                    database_url=state["settings"].database_url, store_uri=artifacts.uri,
-                                   wait=not no_wait, on_status=lambda message: click.echo(message, err=True))
+                                   wait=wait, on_status=lambda message: click.echo(message, err=True))
             if as_json:
                 echo_json(run.to_dict())
             else:
                 click.echo(f"{run.id}  {run.status} on RunPod pod {run.remote_id} ({run.gpu_type})"
                            + (f", estimated cost ${run.cost_usd:.2f}" if run.cost_usd is not None else ""))
-            if not no_wait and run.status != "succeeded":
+            if wait and run.status != "succeeded":
                 sys.exit(1)
+            if not wait and not as_json:
+                click.echo(f"follow it with `orchestrator runs watch {run.id}`; the pod terminates itself when its "
+                           "worker ends (`orchestrator runs cancel` stops it sooner)", err=True)
             return
         if target == "ssh":
             _launch_over_ssh(state, store, artifacts, spec, on, ssh_options, remote_orchestrator, remote_sd_scripts,
@@ -299,9 +301,11 @@ def testmodel_build(dest: Path, seed: int, dtype: str, device: str, force: bool,
 @sd_scripts_option
 @store_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--terminate-pod", is_flag=True, help="Inside a RunPod pod: when done, record the cost and terminate "
+              "this pod ($RUNPOD_POD_ID, $RUNPOD_API_KEY); the worker image's entrypoint passes it.")
 @pass_state
 def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_scripts: str | None,
-           store_uri: str | None, work_root: Path | None) -> None:
+           store_uri: str | None, work_root: Path | None, terminate_pod: bool) -> None:
     """Claim a queued run (exactly one worker gets it), train it here, record everything; exit 1 on failure."""
     import socket
 
@@ -310,26 +314,37 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
 
     name = f"{socket.gethostname()}:{__import__('os').getpid()}"
     failures = 0
+    handled = [run_id] if run_id else []
     with state.store() as store:
-        artifacts = open_store(store_uri)
-        while True:
-            mark_stale_runs_lost(store)
-            claimed = store.claim_run(name, run_id=run_id, queue=queue)
-            if claimed is None:
-                if run_id:
-                    click.echo(f"Error: run {run_id} is not queued (hint: `orchestrator runs show {run_id}`)",
-                               err=True)
-                    sys.exit(2)
-                click.echo("no queued run", err=True)
-                break
-            click.echo(f"claimed {claimed.id} ({claimed.name}, attempt {claimed.attempt})", err=True)
-            with LiveProgress(quiet=not sys.stderr.isatty()) as live:
-                outcome = run_claimed(store, artifacts, claimed, sd_scripts=sd_scripts, work_root=work_root,
-                                      on_event=live)
-            click.echo(f"run {claimed.id}: {outcome.status} in {outcome.wall_seconds:.1f} s")
-            failures += outcome.status != "succeeded"
-            if not loop or run_id:
-                break
+        try:
+            artifacts = open_store(store_uri)
+            while True:
+                mark_stale_runs_lost(store)
+                claimed = store.claim_run(name, run_id=run_id, queue=queue)
+                if claimed is None:
+                    if run_id:
+                        click.echo(f"Error: run {run_id} is not queued (hint: `orchestrator runs show {run_id}`)",
+                                   err=True)
+                        sys.exit(2)
+                    click.echo("no queued run", err=True)
+                    break
+                handled.append(claimed.id)
+                click.echo(f"claimed {claimed.id} ({claimed.name}, attempt {claimed.attempt})", err=True)
+                with LiveProgress(quiet=not sys.stderr.isatty()) as live:
+                    outcome = run_claimed(store, artifacts, claimed, sd_scripts=sd_scripts, work_root=work_root,
+                                          on_event=live)
+                click.echo(f"run {claimed.id}: {outcome.status} in {outcome.wall_seconds:.1f} s")
+                failures += outcome.status != "succeeded"
+                if not loop or run_id:
+                    break
+        finally:
+            if terminate_pod:  # whatever happened: a RunPod pod left running restarts the worker and bills
+                import os
+
+                from orchestrator.executors.runpod import terminate_own_pod
+
+                pod_id = terminate_own_pod(store, list(dict.fromkeys(handled)), environ=os.environ)
+                click.echo(f"terminating RunPod pod {pod_id}", err=True)
     if failures:
         sys.exit(1)
 

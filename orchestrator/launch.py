@@ -323,8 +323,8 @@ def run_claimed(store: TrackingStore, artifacts: ArtifactStore, claimed: RunReco
                 work_root: Path | None = None,
                 on_event: Callable[[TrainerEvent], None] | None = None) -> RunOutcome:
     """A worker's side: complete the claimed run's record with this machine's rendering, then train."""
-    spec = RunSpec.from_dict(claimed.spec or {})
     try:
+        spec = RunSpec.from_dict(claimed.spec or {})
         prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, snapshot_id=claimed.dataset_snapshot_id,
                                work_root=work_root, claimed=claimed)
     except OrchestratorError as error:

@@ -24,6 +24,7 @@ from orchestrator.executors.runpod import (
     check_runpod_launch,
     launch_on_runpod,
     pod_environment,
+    terminate_own_pod,
 )
 from orchestrator.tracking.entities import NewRun
 
@@ -281,3 +282,50 @@ def test_pod_environment_forwards_store_credentials_only():
     assert env == {"ORCHESTRATOR_RUN_ID": "abc", "ORCHESTRATOR_DATABASE_URL": DB_URL,
                    "ORCHESTRATOR_STORE": STORE_URI, "SUPABASE_URL": "https://x.supabase.co", **AWS}
     assert issubclass(RunPodError, OrchestratorError)
+
+
+def test_the_worker_in_the_pod_records_the_cost_and_terminates_its_own_pod(store, runpod_api):
+    """`launch --on runpod` returns at once; the pod's worker ends the pod (RunPod restarts exited containers)."""
+    run = _queued(store)
+    launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV, wait=False)
+    assert set(runpod_api.pods) == {"pod001"}
+    claimed = store.claim_run("pod001:1", run_id=run.id)
+    store.set_status(claimed.id, "succeeded", exit_code=0)
+    in_pod = {"RUNPOD_POD_ID": "pod001", "RUNPOD_API_KEY": API_KEY}
+    assert terminate_own_pod(store, [run.id], environ=in_pod) == "pod001"
+    assert runpod_api.pods == {}
+    record = store.get_run(run.id)
+    assert record.status == "succeeded" and record.cost_usd is not None and 0 <= record.cost_usd < 0.01
+    actions = [e.data["action"] for e in store.events(run.id, kind="remote")]
+    assert actions == ["created", "self_terminated"]
+    with pytest.raises(ConfigError, match="RUNPOD_POD_ID"):
+        terminate_own_pod(store, [run.id], environ={"RUNPOD_API_KEY": API_KEY})
+
+
+def test_the_image_entrypoint_terminates_the_pod_even_when_the_worker_fails(db_url, runpod_api, tmp_path):
+    """docker/entrypoint.sh as a pod runs it: the queued run cannot be prepared here (no sd-scripts), the worker
+    fails it and exits 1, and the pod is terminated with the cost recorded."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestrator.tracking.store import TrackingStore
+
+    with TrackingStore(db_url) as store:
+        run = store.create_run(NewRun(name="rp", status="queued", remote_kind="runpod", executor="runpod",
+                                      spec={"spec_version": 1}))
+        launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV, wait=False)
+    entrypoint = Path(__file__).resolve().parent.parent / "docker" / "entrypoint.sh"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "ORCHESTRATOR_HOME": str(tmp_path / "orch"), "ORCHESTRATOR_DATABASE_URL": db_url,
+           "ORCHESTRATOR_STORE": (tmp_path / "artifacts").as_uri(), "ORCHESTRATOR_RUN_ID": run.id,
+           "RUNPOD_POD_ID": "pod001", "RUNPOD_API_KEY": API_KEY, "RUNPOD_API_BASE_URL": os.environ["RUNPOD_API_BASE_URL"]}
+    result = subprocess.run([str(entrypoint)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "terminating RunPod pod pod001" in result.stderr
+    assert runpod_api.pods == {}
+    with TrackingStore(db_url) as store:
+        record = store.get_run(run.id)
+        assert record.status == "failed" and record.cost_usd is not None
+        assert [e.data["action"] for e in store.events(run.id, kind="remote")] == ["created", "self_terminated"]

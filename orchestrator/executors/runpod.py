@@ -1,9 +1,11 @@
 """The RunPod launcher: a queued run → a pod from the worker image → `orchestrator worker` claims it → pod terminated.
 
 The pod gets the run id and the credentials of the database and the artifact store as environment variables taken
-from the launching environment (never from the command line, never from the database). The launcher then follows
-the run in the database; when it ends (or the pod disappears) the pod is terminated and its estimated cost
-(``costPerHr`` × hours since creation) recorded on the run.
+from the launching environment (never from the command line, never from the database). ``launch`` returns once the
+pod exists; the worker in the pod terminates its own pod when it ends (:func:`terminate_own_pod`, with the pod-scoped
+``RUNPOD_API_KEY`` and ``RUNPOD_POD_ID`` RunPod puts in every pod), after recording the estimated cost
+(``costPerHr`` × hours since creation) on the run. With ``--wait`` the launcher follows the run instead and
+terminates the pod itself when the run ends or the pod disappears; ``runs cancel`` terminates it from anywhere.
 
 The ``runpod`` SDK is imported lazily: it is only needed here, and importing it is slow. Its API address comes
 from ``$RUNPOD_API_BASE_URL`` (the SDK posts GraphQL to ``<base>/graphql``), which the tests point at a local
@@ -19,10 +21,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from orchestrator.artifacts.credentials import mask_secrets
-from orchestrator.config import DATABASE_URL_ENV, STORE_ENV, mask_url
+from orchestrator.config import DATABASE_URL_ENV, STORE_ENV
 from orchestrator.errors import ConfigError, InputError, OrchestratorError
 from orchestrator.executors.remote import check_remote_reachable, worker_environment
 from orchestrator.tracking.entities import RunRecord
@@ -30,11 +31,13 @@ from orchestrator.tracking.store import TrackingStore
 
 RUNPOD_API_KEY_ENV = "RUNPOD_API_KEY"
 RUN_ID_ENV = "ORCHESTRATOR_RUN_ID"
+POD_ID_ENV = "RUNPOD_POD_ID"  # set by RunPod inside every pod
 REMOTE_KIND = "runpod"
 CLOUD_TYPES = ("SECURE", "COMMUNITY", "ALL")
 ENDED = ("succeeded", "failed", "cancelled", "lost")
 
 _GONE_STATUSES = ("TERMINATED", "EXITED")
+_DONE_ACTIONS = ("terminated", "already_gone", "self_terminated")
 _TRANSIENT_POLL_ERRORS = 20  # consecutive failed pod look-ups before the launcher gives up watching
 
 _sdk_lock = threading.Lock()  # the SDK keeps the API key in a module global
@@ -155,7 +158,7 @@ def _pod_gone(pod: dict[str, Any] | None) -> bool:
 def _terminate_and_record_cost(store: TrackingStore, run_id: str, api: _RunPodApi, pod_id: str,
                                cost_per_hr: float | None) -> RunRecord:
     """Terminate the pod (already gone is fine) and record the estimated cost since it was created."""
-    if any((e.data or {}).get("action") in ("terminated", "already_gone") and (e.data or {}).get("pod_id") == pod_id
+    if any((e.data or {}).get("action") in _DONE_ACTIONS and (e.data or {}).get("pod_id") == pod_id
            for e in store.events(run_id, kind="remote")):
         return store.get_run(run_id)  # `runs cancel` (or another launcher) did it already
     created = _pod_created_event(store, run_id)
@@ -214,8 +217,8 @@ def launch_on_runpod(
 
     ``database_url``/``store_uri``: what the worker should use (default: ``$ORCHESTRATOR_DATABASE_URL`` and
     ``$ORCHESTRATOR_STORE`` from ``environ``); they go to the pod's environment with the store's credentials.
-    Without ``wait`` the pod keeps running after the worker exits until `orchestrator runs cancel` (or the RunPod
-    console) terminates it. Ctrl-C while waiting cancels the run and terminates the pod.
+    Without ``wait`` it returns once the pod exists; the worker image terminates its own pod when it ends
+    (:func:`terminate_own_pod`). Ctrl-C while waiting cancels the run and terminates the pod.
     """
     say = on_status or (lambda _message: None)
     if cloud_type not in CLOUD_TYPES:
@@ -321,6 +324,39 @@ def _follow(store: TrackingStore, run_id: str, api: _RunPodApi, pod_id: str, cos
                                                      "but the run had not ended")
             return cost_per_hr
         time.sleep(poll_seconds)
+
+
+def terminate_own_pod(store: TrackingStore, run_ids: list[str], *, environ: Mapping[str, str] = os.environ) -> str:
+    """Inside a pod, when the worker is done: record each run's estimated cost, then terminate this pod.
+
+    A pod whose main process exits is restarted by RunPod and keeps billing, so the worker image ends this way
+    (docker/entrypoint.sh). The cost is recorded first because the terminate call ends this process's container.
+    Returns the pod id.
+    """
+    pod_id = environ.get(POD_ID_ENV)
+    if not pod_id:
+        raise ConfigError(f"{POD_ID_ENV} is not set", "--terminate-pod is for a worker running inside a RunPod pod")
+    api_key = runpod_api_key(environ)
+    api = _RunPodApi(api_key, _masker(api_key))
+    ended = _now()
+    for run_id in run_ids:
+        created = _pod_created_event(store, run_id)
+        if created.get("pod_id") != pod_id:
+            continue  # not launched onto this pod (e.g. claimed from the queue by a long-lived pod)
+        hours = None
+        if created.get("created_at"):
+            hours = max(0.0, (ended - datetime.fromisoformat(created["created_at"])).total_seconds() / 3600)
+        cost_per_hr = created.get("cost_per_hr")
+        cost = round(float(cost_per_hr) * hours, 4) if hours is not None and cost_per_hr is not None else None
+        if cost is not None:
+            store.update_run(run_id, cost_usd=cost)
+        store.record_event(run_id, "remote", message=f"runpod pod {pod_id} terminating itself"
+                           + (f" after {hours * 60:.1f} min" if hours is not None else "")
+                           + (f", estimated ${cost:.2f}" if cost is not None else ""),
+                           data={"action": "self_terminated", "pod_id": pod_id, "hours": hours,
+                                 "cost_per_hr": cost_per_hr, "cost_usd": cost})
+    api.terminate_pod(pod_id)
+    return pod_id
 
 
 def cancel_runpod_run(store: TrackingStore, run: RunRecord, *, environ: Mapping[str, str] = os.environ) -> RunRecord:
