@@ -353,7 +353,9 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
 @click.argument("run_ref", metavar="RUN_ID")
 @pass_state
 def runs_cancel(state: State, run_ref: str) -> None:
-    """Cancel a queued or running run; a RunPod run's pod is terminated and its cost recorded."""
+    """Cancel a queued or running run. The process training it (here, a worker elsewhere, over SSH) sees it at its
+    next heartbeat (10 s) and stops the trainer, keeping the checkpoints so far; a RunPod run's pod is terminated and
+    its cost recorded."""
     with state.store() as store:
         run = store.get_run(run_ref)
         if run.remote_kind == "runpod" and run.remote_id:

@@ -169,3 +169,29 @@ def test_killed_orchestrator_leaves_a_run_that_the_next_command_marks_lost(store
     time.sleep(1.2)
     assert store.mark_lost(timedelta(seconds=1)) == [run.id]
     assert store.get_run(run.id).status == "lost"
+
+
+def test_runs_cancel_from_another_process_stops_the_trainer(store, db_url, artifacts, tmp_path):
+    """`runs cancel` only writes the database; the executor sees it at its next heartbeat and stops the group."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    run = _running_run(store)
+    second_epoch = threading.Event()
+    trainer = LocalTrainerRun(
+        store, artifacts, run.id, _command(tmp_path / "w", "--mode", "hang"), heartbeat_seconds=0.2,
+        on_event=lambda e: second_epoch.set() if isinstance(e, EpochStarted) and e.epoch == 2 else None,
+    )
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("outcome", trainer.run()))
+    thread.start()
+    assert second_epoch.wait(30)
+    cancel = CliRunner().invoke(cli, ["--database", db_url, "runs", "cancel", run.id], catch_exceptions=False)
+    assert cancel.exit_code == 0, cancel.output
+    thread.join(60)
+    assert not thread.is_alive(), "the trainer kept running after runs cancel"
+    assert result["outcome"].status == "cancelled"
+    record = store.get_run(run.id)
+    assert record.status == "cancelled" and record.exit_code is not None
+    assert [c.epoch for c in store.checkpoints(run.id)] == [1]

@@ -171,7 +171,8 @@ class LocalTrainerRun:
     def _heartbeat_loop(self) -> None:
         while self._process is not None and self._process.poll() is None:
             try:
-                self.store.heartbeat(self.run_id)
+                if self.store.heartbeat(self.run_id) == "cancelled" and not self._cancel.is_set():
+                    self.cancel()  # `runs cancel` from another process or machine
             except Exception:  # noqa: BLE001 - a missed beat must not kill the run; the next one may get through
                 pass
             self._cancel.wait(self.heartbeat_seconds)
@@ -290,7 +291,11 @@ class LocalTrainerRun:
                 + self.parser.error_summary()
             )
         self.store.update_run(self.run_id, log_uri=log_artifact.uri if log_artifact else None)
-        self.store.set_status(self.run_id, outcome.status, exit_code=exit_code, error_summary=outcome.error_summary)
+        if outcome.status == "cancelled" and self.store.get_run(self.run_id).status == "cancelled":
+            self.store.update_run(self.run_id, exit_code=exit_code)  # `runs cancel` set the status already
+        else:
+            self.store.set_status(self.run_id, outcome.status, exit_code=exit_code,
+                                  error_summary=outcome.error_summary)
         return outcome
 
     def _record_training_steps(self) -> int:

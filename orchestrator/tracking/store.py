@@ -245,9 +245,11 @@ class TrackingStore:
             session.flush()
             return _run_record(row)
 
-    def heartbeat(self, run_id: str) -> None:
+    def heartbeat(self, run_id: str) -> str | None:
+        """Beat the run's heartbeat; returns its status, so an executor sees a `runs cancel` from elsewhere."""
         with self._session() as session:
             session.execute(sa.update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+            return session.scalar(sa.select(Run.status).where(Run.id == run_id))
 
     def mark_lost(self, heartbeat_timeout: timedelta) -> list[str]:
         """Mark running runs whose last heartbeat is older than the timeout as lost; returns their ids."""
