@@ -229,6 +229,10 @@ def execute(store: TrackingStore, artifacts: ArtifactStore, prepared: PreparedRu
             scorer = trainer.sample_scorer
             store.record_event(prepared.run.id, "evaluation", message=(
                 f"on-train: {scorer.recorded} sample image(s) scored" if scorer else "on-train evaluation stopped"))
+            if scorer and scorer.recorded:
+                from orchestrator.evaluation.sheet_data import store_contact_sheet
+
+                store_contact_sheet(store, artifacts, prepared.run.id, scorer.suite.name)
         else:
             evaluate_as_asked(store, artifacts, prepared.run.id, spec)
     return outcome

@@ -167,6 +167,9 @@ def test_evaluate_run_records_resumes_and_draws_a_sheet(db_url, tmp_path):
                                        artifacts=artifacts, generator_factory=StandInGenerator)
         assert (result.generated, result.skipped, result.best_epoch, result.best_score) == (12, 0, 2, 8.0)
         assert [len(batch) for _, batch in StandInGenerator.calls] == [4, 2, 4, 2]  # batched across prompts
+        stored_sheet = artifacts.get_file(result.sheet_uri, tmp_path / "stored_sheet.png")
+        assert Image.open(stored_sheet).size[0] > 3 * 2 * 192  # the run's sheet is an artifact too
+        assert any((e.data or {}).get("sheet_uri") == result.sheet_uri for e in store.events(run_id, kind="evaluation"))
         again = generate.evaluate_run(store, run_id, suite, settings=settings, base_model="base",
                                       artifacts=artifacts, generator_factory=StandInGenerator)
         assert (again.generated, again.skipped, again.epochs) == (6, 12, [1, 2, 3])  # only epoch 3 was new

@@ -53,6 +53,7 @@ class EvaluationResult:
     epochs: list[int] = field(default_factory=list)
     best_epoch: int | None = None
     best_score: float | None = None
+    sheet_uri: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -267,6 +268,10 @@ def evaluate_run(
                 lora.unlink(missing_ok=True)
         finally:
             record(pending)
+    if result.generated:
+        from orchestrator.evaluation.sheet_data import store_contact_sheet
+
+        result.sheet_uri = store_contact_sheet(tracking, store, run.id, suite.name)
     run = tracking.get_run(run.id)
     result.best_epoch, result.best_score = run.best_epoch, run.best_score
     return result

@@ -34,3 +34,14 @@ def sheet_from_store(tracking: TrackingStore, artifacts: ArtifactStore, run_id: 
             with Image.open(path) as image:
                 cells.append(SheetCell(epoch, prompt, image.convert("RGB"), row["unique_colors_24"]))
     return save_contact_sheet(cells, dest, title=f"run {run_id} / {suite_name} (unique colours of 24x24: lower is better)")
+
+
+def store_contact_sheet(tracking: TrackingStore, artifacts: ArtifactStore, run_id: str, suite_name: str) -> str:
+    """Draw the run's contact sheet for ``suite_name``, put it in the artifact store and record its URI on the run
+    (an ``evaluation`` event with ``data.sheet_uri``); returns the URI."""
+    with tempfile.TemporaryDirectory(prefix="orchestrator-sheet-") as tmp:
+        path = sheet_from_store(tracking, artifacts, run_id, suite_name, Path(tmp) / f"{run_id}-{suite_name}-sheet.png")
+        uri = artifacts.put_file(path).uri
+    tracking.record_event(run_id, "evaluation", message=f"contact sheet ({suite_name}): {uri}",
+                          data={"sheet_uri": uri, "suite": suite_name})
+    return uri
