@@ -124,6 +124,7 @@ def prepare_run(
 
     ``claimed``: a queued run a worker has claimed; its record is completed here instead of a new one created.
     """
+    _check_evaluation_can_run(spec)
     sd = locate(sd_scripts or spec.sd_scripts.path)
     expected = spec.sd_scripts.commit or pinned_commit()
     if sd.commit != expected:
@@ -199,6 +200,20 @@ def prepare_run(
         output_dir=work_dir / "output", logging_dir=work_dir / "logs", log_file=work_dir / "train.log",
     )
     return PreparedRun(run=run, plan=plan, work_dir=work_dir, command=command, sd_scripts=sd)
+
+
+def _check_evaluation_can_run(spec: RunSpec) -> None:
+    """An after-training evaluation generates images here: refuse before training, not after, when it cannot."""
+    import importlib.util
+
+    if not spec.evaluation.asked or spec.evaluation.on_train:
+        return
+    missing = [name for name in ("torch", "diffusers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"the spec's [evaluation] generates images after training, which needs "
+                          f"{' and '.join(missing)} in this orchestrator's Python",
+                          "pip install 'lora-orchestrator[gpu]', or set [evaluation] on_train = true to score "
+                          "sd-scripts' own sample images instead")
 
 
 def execute(store: TrackingStore, artifacts: ArtifactStore, prepared: PreparedRun, *,

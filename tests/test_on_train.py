@@ -215,3 +215,18 @@ def test_eval_on_train_scores_what_is_not_recorded_yet(store, db_url, tmp_path):
                                     spec=RunSpec.from_dict(spec_dict({"suite": "improved_3"})).to_dict()))
     refused = CliRunner().invoke(cli, ["--database", db_url, "eval", plain.id, "--on-train", "--store", store_uri])
     assert refused.exit_code != 0 and "not launched with on-train evaluation" in refused.output
+
+
+def test_launch_refuses_an_after_training_evaluation_it_could_not_run(monkeypatch):
+    """Without torch/diffusers here, a spec asking for generation after training is refused before anything runs."""
+    import importlib.util
+
+    from orchestrator.errors import ConfigError
+    from orchestrator.launch import _check_evaluation_can_run
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"\[evaluation\].*diffusers"):
+        _check_evaluation_can_run(RunSpec.from_dict(spec_dict({"suite": "improved_3"})))
+    _check_evaluation_can_run(RunSpec.from_dict(spec_dict({"suite": "improved_3", "on_train": True})))
+    _check_evaluation_can_run(RunSpec.from_dict(spec_dict({})))
