@@ -169,6 +169,16 @@ def test_killed_orchestrator_leaves_a_run_that_the_next_command_marks_lost(store
     time.sleep(1.2)
     assert store.mark_lost(timedelta(seconds=1)) == [run.id]
     assert store.get_run(run.id).status == "lost"
+    _kill_processes_in(tmp_path / "w")  # the trainer had its own session: it outlived the orchestrator
+
+
+def _kill_processes_in(work: Path) -> None:
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == work:
+                os.kill(int(proc.name), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def test_runs_cancel_from_another_process_stops_the_trainer(store, db_url, artifacts, tmp_path):

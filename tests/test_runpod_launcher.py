@@ -201,7 +201,9 @@ def test_cancel_while_the_launcher_waits(store, runpod_api):
     runpod_api.on_create = _worker_in_pod(store, outcome=None)  # claims and keeps training
 
     def cancel_later():
-        time.sleep(0.6)
+        deadline = time.monotonic() + 60
+        while store.get_run(run.id).status != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)  # the pod exists and its worker has claimed the run (the SDK's import can be slow)
         cancel_runpod_run(store, store.get_run(run.id), environ=ENV)
 
     threading.Thread(target=cancel_later, daemon=True).start()
