@@ -77,3 +77,19 @@ def test_delete(store, tmp_path):
     artifact = store.put_file(tmp_path / "a")
     store.delete(artifact.sha256)
     assert not store.exists(artifact.sha256)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 1024, 1025, 2560, 4096 + 7])
+def test_copy_hashing_copies_and_hashes_in_one_pass(size, tmp_path, monkeypatch):
+    """The overlapped copy must hash every byte in order, across chunk boundaries."""
+    import hashlib
+
+    from orchestrator.artifacts import file_store
+
+    monkeypatch.setattr(file_store, "COPY_CHUNK", 1024)
+    data = os.urandom(size)
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    digest, copied = file_store.copy_hashing(source, tmp_path / "copy.bin")
+    assert (digest, copied) == (hashlib.sha256(data).hexdigest(), size)
+    assert (tmp_path / "copy.bin").read_bytes() == data

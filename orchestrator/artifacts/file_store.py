@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from orchestrator.artifacts.base import Artifact, ArtifactError, ArtifactStore, is_sha256, object_key, sha256_from_uri
 from orchestrator.artifacts.progress import Reporter
+
+
+COPY_CHUNK = 8 * 1024 * 1024
+
+
+def copy_hashing(source: Path, dest: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``dest`` in one read, hashing (sha256) on a second thread while writing.
+
+    Verifying costs a sha256 of every byte, the slowest part of a local copy (1.6 GB/s with SHA-NI against about
+    4 GB/s for the kernel's copy); overlapping it with the write instead of reading the file twice makes puts and
+    verified gets faster (a get is a copy plus its verification). hashlib and file writes release the GIL on large
+    buffers.
+    """
+    digest = hashlib.sha256()
+    buffers = (bytearray(COPY_CHUNK), bytearray(COPY_CHUNK))
+    size = 0
+    pending: Future[None] | None = None
+    with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as out, \
+            ThreadPoolExecutor(1) as hasher:
+        for turn in itertools.count():
+            buffer = buffers[turn % 2]  # the other buffer may still be hashing
+            count = src.readinto(buffer)
+            if not count:
+                break
+            view = memoryview(buffer)[:count]
+            if pending is not None:
+                pending.result()  # in order: the previous chunk is in the digest before this one goes in
+            pending = hasher.submit(digest.update, view)
+            written = 0
+            while written < count:
+                written += out.write(view[written:])
+            size += count
+        if pending is not None:
+            pending.result()
+    return digest.hexdigest(), size
 
 
 def path_from_file_uri(uri: str) -> Path:
@@ -44,13 +82,13 @@ class FileStore(ArtifactStore):
             partial.unlink(missing_ok=True)
         progress(size, size)
 
-    def _download(self, sha256: str, dest: Path, progress: Reporter) -> None:
+    def _download(self, sha256: str, dest: Path, progress: Reporter) -> str:
         source = self._path(sha256)
         if not source.is_file():
             raise self.not_found(sha256)
-        shutil.copyfile(source, dest)
-        size = dest.stat().st_size
+        sha256_copied, size = copy_hashing(source, dest)
         progress(size, size)
+        return sha256_copied
 
     def local_path(self, sha256: str) -> Path:
         """The object's own file (read-only), for readers that need no copy."""
