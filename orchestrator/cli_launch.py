@@ -343,8 +343,10 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
 
                 from orchestrator.executors.runpod import terminate_own_pod
 
-                pod_id = terminate_own_pod(store, list(dict.fromkeys(handled)), environ=os.environ)
-                click.echo(f"terminating RunPod pod {pod_id}", err=True)
+                # said first: once the pod is terminated this process may not get to print anything
+                click.echo(f"terminating RunPod pod {os.environ.get('RUNPOD_POD_ID', '(RUNPOD_POD_ID is not set)')}",
+                           err=True)
+                terminate_own_pod(store, list(dict.fromkeys(handled)), environ=os.environ)
     if failures:
         sys.exit(1)
 

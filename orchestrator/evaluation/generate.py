@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -208,10 +208,9 @@ def evaluate_run(
     chosen = select_checkpoints(tracking.checkpoints(run.id), epochs)
     prompt_ids = record_suite(tracking, suite)
     done = tracking.recorded_samples(run.id, suite.name)
+    asked = plan_jobs(suite, list(chosen), set(), seeds)
     jobs = plan_jobs(suite, list(chosen), done, seeds)
-    per_epoch = len(suite.prompts) * len(seeds) if seeds else len(suite.items())
-    result = EvaluationResult(run.id, None, suite.name, skipped=per_epoch * len(chosen) - len(jobs),
-                              epochs=list(chosen))
+    result = EvaluationResult(run.id, None, suite.name, skipped=len(asked) - len(jobs), epochs=list(chosen))
     if not jobs:
         say("everything asked is already recorded")
         run = tracking.get_run(run.id)
@@ -226,6 +225,7 @@ def evaluate_run(
         settings={"batch_size": settings.batch_size, "lora_scale": settings.lora_scale, "dtype": str(
             getattr(generator, "dtype", settings.dtype))},
     )
+
     def finish(epoch: int, batch: list[Job], images: list[Image.Image], work: Path) -> list[SampleScore]:
         """Score and store one batch (CPU work, overlapped with the next batch on the GPU)."""
         samples = []

@@ -151,6 +151,14 @@ def _pod_created_event(store: TrackingStore, run_id: str) -> dict[str, Any]:
     return {}
 
 
+def _estimated_cost(created: dict[str, Any], cost_per_hr: float | None) -> tuple[float | None, float | None]:
+    """Hours since the pod was created (its ``created`` event) and the estimated cost in USD, each None if unknown."""
+    if not created.get("created_at"):
+        return None, None
+    hours = max(0.0, (_now() - datetime.fromisoformat(created["created_at"])).total_seconds() / 3600)
+    return hours, (round(float(cost_per_hr) * hours, 4) if cost_per_hr is not None else None)
+
+
 def _pod_gone(pod: dict[str, Any] | None) -> bool:
     return pod is None or str(pod.get("desiredStatus") or "").upper() in _GONE_STATUSES
 
@@ -175,13 +183,8 @@ def _terminate_and_record_cost(store: TrackingStore, run_id: str, api: _RunPodAp
             gone = False
         action = "already_gone" if gone else "terminate_failed"
         error = None if gone else failure
-    ended = _now()
-    fields: dict[str, Any] = {}
-    hours = None
-    if created.get("created_at"):
-        hours = max(0.0, (ended - datetime.fromisoformat(created["created_at"])).total_seconds() / 3600)
-    if hours is not None and cost_per_hr is not None:
-        fields["cost_usd"] = round(float(cost_per_hr) * hours, 4)
+    hours, cost = _estimated_cost(created, cost_per_hr)
+    fields: dict[str, Any] = {} if cost is None else {"cost_usd": cost}
     if fields and (action != "already_gone" or store.get_run(run_id).cost_usd is None):
         store.update_run(run_id, **fields)  # a concurrent `runs cancel` may have terminated it and recorded it
     cost = f", estimated ${fields['cost_usd']:.2f}" if "cost_usd" in fields else ""
@@ -338,16 +341,12 @@ def terminate_own_pod(store: TrackingStore, run_ids: list[str], *, environ: Mapp
         raise ConfigError(f"{POD_ID_ENV} is not set", "--terminate-pod is for a worker running inside a RunPod pod")
     api_key = runpod_api_key(environ)
     api = _RunPodApi(api_key, _masker(api_key))
-    ended = _now()
     for run_id in run_ids:
         created = _pod_created_event(store, run_id)
         if created.get("pod_id") != pod_id:
             continue  # not launched onto this pod (e.g. claimed from the queue by a long-lived pod)
-        hours = None
-        if created.get("created_at"):
-            hours = max(0.0, (ended - datetime.fromisoformat(created["created_at"])).total_seconds() / 3600)
         cost_per_hr = created.get("cost_per_hr")
-        cost = round(float(cost_per_hr) * hours, 4) if hours is not None and cost_per_hr is not None else None
+        hours, cost = _estimated_cost(created, cost_per_hr)
         if cost is not None:
             store.update_run(run_id, cost_usd=cost)
         store.record_event(run_id, "remote", message=f"runpod pod {pod_id} terminating itself"
