@@ -177,7 +177,7 @@ class Generator:
             ).images
 
 
-def _put_image(store: ArtifactStore, image: Image.Image, directory: Path, name: str) -> str:
+def put_image(store: ArtifactStore, image: Image.Image, directory: Path, name: str) -> str:
     path = directory / name
     image.save(path, format="PNG")
     return store.put_file(path).uri
@@ -234,8 +234,8 @@ def evaluate_run(
             samples.append(SampleScore(
                 epoch=epoch, prompt_id=prompt_ids[job.prompt.name], seed=job.seed,
                 metrics=score_image(image, palette),
-                image_uri=_put_image(store, image, work, f"{stem}_512.png"),
-                image_24_uri=_put_image(store, downscale_24(image), work, f"{stem}_24x24.png"),
+                image_uri=put_image(store, image, work, f"{stem}_512.png"),
+                image_24_uri=put_image(store, downscale_24(image), work, f"{stem}_24x24.png"),
             ))
         return samples
 

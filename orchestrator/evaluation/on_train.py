@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.evaluation.suites import PromptSuite, SuitePrompt, load_suite
+from orchestrator.evaluation.suites import PromptSuite, SuitePrompt, load_suite, record_suite
 
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactStore
@@ -130,7 +130,7 @@ class TrainingSampleScorer:
     def _score_new(self, work: Path, finished_before: int | None) -> list:
         from PIL import Image
 
-        from orchestrator.evaluation.generate import _put_image
+        from orchestrator.evaluation.generate import put_image
         from orchestrator.evaluation.metrics import downscale_24, score_image
         from orchestrator.tracking.store import SampleScore
 
@@ -152,14 +152,12 @@ class TrainingSampleScorer:
                 epoch=sample.epoch, prompt_id=self._prompt_ids[prompt.name], seed=seed,
                 metrics=score_image(image, self.palette),
                 image_uri=self.artifacts.put_file(path).uri,
-                image_24_uri=_put_image(self.artifacts, downscale_24(image), work, f"{path.stem}_24x24.png"),
+                image_24_uri=put_image(self.artifacts, downscale_24(image), work, f"{path.stem}_24x24.png"),
             ))
             self._done.add(path.name)
         return samples
 
     def _start(self) -> None:
-        from orchestrator.evaluation.suites import record_suite
-
         self._prompt_ids = record_suite(self.tracking, self.suite)
         self.evaluation_id = self.tracking.create_evaluation(
             self.run_id, mode="on_train", suite_name=self.suite.name, steps=self.suite.steps,
@@ -175,7 +173,7 @@ def score_run_samples(tracking: TrackingStore, artifacts: ArtifactStore, run_id:
     from orchestrator.spec import RunSpec
 
     run = tracking.get_run(run_id)
-    spec = RunSpec.from_dict(run.spec or {}) if run.spec else None
+    spec = RunSpec.from_dict(run.spec) if run.spec else None
     if spec is None or not spec.evaluation.on_train:
         raise InputError(f"run {run.id} was not launched with on-train evaluation",
                          "set [evaluation] on_train = true in its spec, or use `orchestrator eval` to generate")
