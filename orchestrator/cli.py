@@ -239,14 +239,14 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
     if scores:
         click.echo("")
         echo_table(
-            ["epoch", "samples", "reported", "unique_colors_24 mean", "min", "max", "palette_distance mean"],
+            ["epoch", "samples", "blank", "reported", "unique_colors_24 mean", "min", "max", "palette_distance mean"],
             [
-                [s.epoch, s.sample_count, s.reported, s.metrics["unique_colors_24"]["mean"],
+                [s.epoch, s.sample_count, s.blank_count, s.reported, s.metrics["unique_colors_24"]["mean"],
                  s.metrics["unique_colors_24"]["min"], s.metrics["unique_colors_24"]["max"],
                  s.metrics["palette_distance"]["mean"]]
                 for s in scores
             ],
-            title="epoch scores (best: lowest mean unique_colors_24)",
+            title="epoch scores (best: lowest mean unique_colors_24 among epochs without blank samples)",
         )
     if checkpoints:
         echo_table(["epoch", "step", "size_bytes", "sha256", "uri"],

@@ -38,6 +38,7 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     epoch is updated.
     """
     from orchestrator.evaluation import scoring
+    from orchestrator.evaluation.metrics import describe_best_epoch
 
     if (directory is None) == (snapshot_ref is None):
         raise click.UsageError("give a DIRECTORY of images or --snapshot SNAPSHOT")
@@ -71,7 +72,7 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
                  *_metric_cells(r)] for r in summary], title=title)
     if recorded:
         click.echo(f"recorded evaluation {recorded.evaluation_id} of run {recorded.run_id}: {recorded.samples} "
-                   f"sample(s); best epoch {recorded.best_epoch} ({recorded.best_score})")
+                   f"sample(s); {describe_best_epoch(recorded.best_epoch, recorded.best_score)}")
         if recorded.unmatched_prompts:
             click.echo(f"not in suite {suite_ref} (recorded without a prompt): "
                        f"{', '.join(recorded.unmatched_prompts)}")
@@ -104,6 +105,7 @@ def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None,
     """Generate a prompt suite with each checkpoint of RUN_ID, score and record every image (resumable; gpu extra)."""
     from orchestrator.artifacts import open_store
     from orchestrator.evaluation import generate, scoring
+    from orchestrator.evaluation.metrics import describe_best_epoch
     from orchestrator.evaluation.suites import load_suite
 
     if sheet_only and not sheet_path:
@@ -137,7 +139,7 @@ def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None,
         return
     if result:
         click.echo(f"run {result.run_id} suite {result.suite}: {result.generated} generated, {result.skipped} already "
-                   f"recorded; best epoch {result.best_epoch} ({result.best_score})")
+                   f"recorded; {describe_best_epoch(result.best_epoch, result.best_score)}")
     if sheet_path:
         click.echo(f"contact sheet: {sheet_path}")
 
@@ -146,6 +148,7 @@ def _score_on_train(state: State, run_ref: str, palette_from: str | None, store_
                     as_json: bool) -> None:
     from orchestrator.artifacts import open_store
     from orchestrator.evaluation import scoring
+    from orchestrator.evaluation.metrics import describe_best_epoch
     from orchestrator.evaluation.on_train import score_run_samples
 
     with state.store() as store:
@@ -158,5 +161,5 @@ def _score_on_train(state: State, run_ref: str, palette_from: str | None, store_
         echo_json({"run_id": run.id, "suite": scorer.suite.name, "evaluation_id": scorer.evaluation_id,
                    "recorded": scorer.recorded, "best_epoch": run.best_epoch, "best_score": run.best_score})
         return
-    click.echo(f"run {run.id} suite {scorer.suite.name}: {scorer.recorded} sample image(s) scored; best epoch "
-               f"{run.best_epoch} ({run.best_score})")
+    click.echo(f"run {run.id} suite {scorer.suite.name}: {scorer.recorded} sample image(s) scored; "
+               f"{describe_best_epoch(run.best_epoch, run.best_score)}")

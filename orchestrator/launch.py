@@ -362,6 +362,7 @@ def evaluate_as_asked(store: TrackingStore, artifacts: ArtifactStore, run_id: st
     A failed evaluation is recorded as an event and raised; the training result stands.
     """
     from orchestrator.evaluation import generate, scoring
+    from orchestrator.evaluation.metrics import describe_best_epoch
     from orchestrator.evaluation.on_train import spec_suite
 
     try:
@@ -377,5 +378,5 @@ def evaluate_as_asked(store: TrackingStore, artifacts: ArtifactStore, run_id: st
         store.record_event(run_id, "log", message=f"evaluation failed: {error.one_line()}")
         raise
     store.record_event(run_id, "evaluation", message=f"suite {suite.name}: {result.generated} images scored, "
-                       f"best epoch {result.best_epoch} ({result.best_score})")
+                       f"{describe_best_epoch(result.best_epoch, result.best_score)}")
     return result

@@ -172,3 +172,37 @@ def test_grid_alignment_equals_per_pixel_cell_variance(size):
         values = pixels[labels == cell]
         variances.append(((values - values.mean(axis=0)) ** 2).mean(axis=0).mean())
     assert m.grid_alignment(image) == pytest.approx(float(np.mean(variances)), rel=1e-12)
+
+
+def test_blank_samples():
+    assert m.is_blank(m.score_image(Image.new("RGB", (512, 512), (0, 0, 0))))  # a NaN epoch's image
+    portrait = np.zeros((24, 24, 3), np.uint8)
+    portrait[:, :] = (30, 140, 60)  # background: 58% of the pixels
+    portrait[4:20, 6:18] = (200, 160, 120)  # face
+    portrait[8, 9] = portrait[8, 14] = (20, 20, 20)  # eyes
+    assert not m.is_blank(m.score_image(Image.fromarray(portrait).resize((512, 512), Image.NEAREST)))
+    nearly_flat = np.full((24, 24, 3), 7, np.uint8)
+    nearly_flat[0, :20] = (255, 0, 0)  # 3.5% of the pixels
+    assert m.is_blank(m.score_image(Image.fromarray(nearly_flat)))
+    assert not m.is_blank({"unique_colors_24": 216.6, "colors_95": None})  # a reported figure
+    assert not m.is_blank({})
+
+
+def test_blank_rule_is_the_same_in_python_and_sql():
+    import sqlite3
+
+    from orchestrator.tracking.models import BLANK_SAMPLE_SQL
+
+    cases = [(c95, unique) for c95 in (None, 0.0, 1.0, 2.0, 40.0) for unique in (None, 1.0, 2.0, 300.0)]
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE evaluation_samples (colors_95 REAL, unique_colors_24 REAL)")
+    for c95, unique in cases:
+        connection.execute("DELETE FROM evaluation_samples")
+        connection.execute("INSERT INTO evaluation_samples VALUES (?, ?)", (c95, unique))
+        in_sql = connection.execute(f"SELECT COALESCE({BLANK_SAMPLE_SQL}, 0) FROM evaluation_samples").fetchone()[0]
+        assert bool(in_sql) == m.is_blank({"colors_95": c95, "unique_colors_24": unique}), (c95, unique)
+
+
+def test_best_epoch_messages_say_why_there_is_none():
+    assert m.describe_best_epoch(8, 216.6) == "best epoch 8 (216.6 mean unique colours)"
+    assert "no best epoch" in m.describe_best_epoch(None, None) and "blank" in m.describe_best_epoch(None, None)

@@ -148,6 +148,8 @@ class StandInGenerator:
         assert self.lora is not None
         StandInGenerator.calls.append((self.lora.decode(), [(j.prompt.name, j.seed) for j in jobs]))
         colors = int(self.lora.decode().split()[-1])
+        if colors == 0:  # a NaN-collapsed epoch: black images
+            return [Image.new("RGB", (512, 512)) for _ in jobs]
         return [punk(colors, job.seed) for job in jobs]
 
 
@@ -182,6 +184,33 @@ def test_evaluate_run_records_resumes_and_draws_a_sheet(db_url, tmp_path):
                  str(tmp_path / "store"), database=db_url)
     assert result.exit_code == 0, result.output
     assert Image.open(sheet).size[0] > 3 * 2 * 192 and "contact sheet" in result.output
+
+
+def test_black_epochs_are_scored_but_never_the_best(db_url, tmp_path, monkeypatch):
+    artifacts = open_store(str(tmp_path / "store"))
+    drawn = []
+    from orchestrator.evaluation import sheet_data
+
+    real_save = sheet_data.save_contact_sheet
+    monkeypatch.setattr(sheet_data, "save_contact_sheet",
+                        lambda cells, dest, **options: drawn.extend(cells) or real_save(cells, dest, **options))
+    with TrackingStore(db_url) as store:
+        run_id = store.create_run(NewRun(name="collapsing")).id
+        for epoch, colors in ((1, 30), (2, 0)):
+            lora = tmp_path / f"e{epoch}.safetensors"
+            lora.write_text(f"lora colours {colors}")
+            art = artifacts.put_file(lora)
+            store.add_checkpoint(run_id, uri=art.uri, sha256=art.sha256, size_bytes=art.size, epoch=epoch)
+        settings = generate.GenerationSettings(steps=2, batch_size=8)
+        result = generate.evaluate_run(store, run_id, load_suite("improved_3"), epochs=[2], settings=settings,
+                                       base_model="base", artifacts=artifacts, generator_factory=StandInGenerator)
+        assert (result.generated, result.best_epoch, result.best_score) == (6, None, None)
+        assert [s.blank_count for s in store.epoch_scores(run_id)] == [6]
+        assert {c.label for c in drawn} == {"blank: not a candidate"}
+    with TrackingStore(db_url) as store:
+        result = generate.evaluate_run(store, run_id, load_suite("improved_3"), settings=settings, base_model="base",
+                                       artifacts=artifacts, generator_factory=StandInGenerator)
+        assert (result.best_epoch, result.best_score) == (1, 30.0)
 
 
 def test_evaluate_run_reports_missing_epochs(db_url, tmp_path):

@@ -97,3 +97,31 @@ def test_stale_schema_is_refused_with_the_fix(empty_db_url):
         assert "ffffffff" in error.message
     else:  # pragma: no cover - the assertion below explains the failure
         raise AssertionError("a database at an unknown revision was accepted")
+
+
+def test_0003_counts_blank_samples_already_recorded_and_chooses_best_epochs_again(empty_db_url):
+    """Samples scored before 0003: their blank counts are filled in and a black epoch stops being the best."""
+    from orchestrator.tracking.entities import NewRun
+    from orchestrator.tracking.store import SampleScore, TrackingStore
+
+    engine = _engine(empty_db_url)
+    db.upgrade(engine)
+    with TrackingStore(empty_db_url) as store:
+        run = store.create_run(NewRun(name="before-0003"))
+        prompt = store.ensure_prompt_suite("s", [{"name": "a", "text": "x"}])["a"]
+        evaluation = store.create_evaluation(run.id, mode="generate", suite_name="s")
+        store.record_samples(evaluation, [
+            SampleScore(epoch=1, prompt_id=prompt, seed=1, metrics={"unique_colors_24": 250, "colors_95": 30}),
+            SampleScore(epoch=2, prompt_id=prompt, seed=1, metrics={"unique_colors_24": 1, "colors_95": 1}),
+        ])
+    db.downgrade(engine, "0002")
+    with engine.begin() as connection:  # what 0002's rule chose: the black epoch
+        connection.execute(sa.text("UPDATE runs SET best_epoch = 2, best_score = 1.0"))
+        assert "blank_count" not in {c["name"] for c in sa.inspect(connection).get_columns("run_epoch_scores")}
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        counts = connection.execute(sa.text("SELECT epoch, blank_count FROM run_epoch_summary ORDER BY epoch")).all()
+        best = connection.execute(sa.text("SELECT best_epoch, best_score FROM runs")).one()
+    engine.dispose()
+    assert [tuple(row) for row in counts] == [(1, 0), (2, 1)]
+    assert tuple(best) == (1, 250.0)

@@ -140,7 +140,7 @@ def test_summary_table_equals_direct_aggregation(store):
     view = store.query_view("run_epoch_summary", filters={"run_id": run.id})
     for expected, row in zip(direct, view.rows, strict=True):
         assert row[2] == expected[0] and row[3] == expected[1]
-        assert row[5:] == pytest.approx([float(v) for v in expected[2:]])
+        assert row[5:-1] == pytest.approx([float(v) for v in expected[2:]])
     assert store.refresh_summaries() == 2
     assert store.query_view("run_epoch_summary", filters={"run_id": run.id}).rows == view.rows
 
@@ -215,3 +215,33 @@ def test_refresh_keeps_reported_scores_without_samples(store):
     assert store.refresh_summaries() == 0
     assert (store.get_run(reported.id).best_epoch, store.get_run(reported.id).best_score) == (8, 216.6)
     assert store.epoch_scores(reported.id)[0].reported is True
+
+
+def test_epochs_with_blank_samples_are_never_the_best_epoch(store):
+    """A NaN-collapsed epoch renders black images: 1 colour would win the users' metric, so it is left out."""
+    run = store.create_run(NewRun(name="collapsed"))
+    prompt_ids = list(_suite(store).values())
+    evaluation = store.create_evaluation(run.id, mode="on_train", suite_name="suite")
+    black = {"unique_colors_24": 1, "colors_95": 1, "palette_distance": 0.0}
+    flat_but_for_a_few = {"unique_colors_24": 3, "colors_95": 1}  # 95% of the pixels one colour
+    store.record_samples(evaluation, [
+        SampleScore(epoch=1, prompt_id=prompt_ids[0], seed=1, metrics={"unique_colors_24": 300, "colors_95": 40}),
+        SampleScore(epoch=1, prompt_id=prompt_ids[1], seed=1, metrics={"unique_colors_24": 280, "colors_95": 35}),
+        SampleScore(epoch=2, prompt_id=prompt_ids[0], seed=1, metrics=black),
+        SampleScore(epoch=2, prompt_id=prompt_ids[1], seed=1, metrics={"unique_colors_24": 100, "colors_95": 9}),
+        SampleScore(epoch=3, prompt_id=prompt_ids[0], seed=1, metrics=flat_but_for_a_few),
+        SampleScore(epoch=3, prompt_id=prompt_ids[1], seed=1, metrics={"unique_colors_24": 1}),  # no colors_95
+    ])
+    assert [s.blank_count for s in store.epoch_scores(run.id)] == [0, 1, 2]
+    assert (store.get_run(run.id).best_epoch, store.get_run(run.id).best_score) == (1, 290)
+    view = store.query_view("run_epoch_summary", filters={"run_id": run.id})
+    assert [row[view.columns.index("blank_count")] for row in view.rows] == [0, 1, 2]
+    assert store.refresh_summaries() == 3
+    assert [s.blank_count for s in store.epoch_scores(run.id)] == [0, 1, 2]
+    assert store.get_run(run.id).best_epoch == 1
+
+    all_blank = store.create_run(NewRun(name="all-black"))
+    evaluation = store.create_evaluation(all_blank.id, mode="on_train", suite_name="suite")
+    store.record_samples(evaluation, [SampleScore(epoch=e, prompt_id=prompt_ids[0], seed=1, metrics=black)
+                                      for e in (1, 2)])
+    assert (store.get_run(all_blank.id).best_epoch, store.get_run(all_blank.id).best_score) == (None, None)

@@ -18,6 +18,10 @@ Every metric is "lower is better". The names are the columns of ``evaluation_sam
   values (per RGB channel, averaged over channels, in 8-bit units squared). 0 means every cell is one flat colour,
   i.e. the image is a nearest-neighbour upscale of a 24x24 image; anti-aliased or smooth images score high.
   Cells are the pixels that Pillow's NEAREST upscale of a 24x24 image would fill, so the grid matches exactly.
+
+A sample is *blank* (:func:`is_blank`) when one colour covers at least 95% of its 24x24 downscale (``colors_95``
+of 1): the black image of a NaN-collapsed model, or a flat one. It would win ``unique_colors_24`` with a score of 1,
+so an epoch with a blank sample is never a run's best epoch (the store applies the same rule in SQL).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ __all__ = [
     "downscale_24",
     "downscale_24_two_stage",
     "grid_alignment",
+    "describe_best_epoch",
+    "is_blank",
     "palette_distance",
     "palette_of",
     "rgb_to_lab",
@@ -315,3 +321,19 @@ def score_image(image: Image.Image, palette: Palette | None = None) -> dict[str,
         "palette_distance": palette_distance(rgb, palette, small=small) if palette is not None else None,
         "grid_alignment": grid_alignment(rgb),
     }
+
+
+def is_blank(metrics: dict[str, float | None]) -> bool:
+    """Whether scored metrics describe a blank sample (one colour over 95% of the 24x24 downscale); the same rule as
+    :data:`orchestrator.tracking.models.BLANK_SAMPLE_SQL`."""
+    colours_95, unique = metrics.get("colors_95"), metrics.get("unique_colors_24")
+    if colours_95 is not None:
+        return colours_95 <= 1
+    return unique is not None and unique <= 1
+
+
+def describe_best_epoch(best_epoch: int | None, best_score: float | None) -> str:
+    """The run's best epoch for messages; says why there is none (blank epochs never count)."""
+    if best_epoch is None:
+        return "no best epoch (no scored epoch without blank samples: a NaN-collapsed model renders black)"
+    return f"best epoch {best_epoch} ({best_score:.1f} mean unique colours)"

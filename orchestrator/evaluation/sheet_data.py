@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from orchestrator.errors import NotFoundError
+from orchestrator.evaluation.metrics import is_blank
 from orchestrator.evaluation.sheet import SheetCell, save_contact_sheet
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ def sheet_from_store(tracking: TrackingStore, artifacts: ArtifactStore, run_id: 
         for i, ((epoch, prompt), row) in enumerate(chosen.items()):
             path = artifacts.get_file(row["image_uri"], Path(tmp) / f"{i}.png")
             with Image.open(path) as image:
-                cells.append(SheetCell(epoch, prompt, image.convert("RGB"), row["unique_colors_24"]))
+                label = "blank: not a candidate" if is_blank(row) else None  # e.g. a NaN epoch's black image
+                cells.append(SheetCell(epoch, prompt, image.convert("RGB"), row["unique_colors_24"], label))
     return save_contact_sheet(cells, dest, title=f"run {run_id} / {suite_name} (unique colours of 24x24: lower is better)")
 
 

@@ -142,6 +142,7 @@ class EpochScore(Record):
     sample_count: int
     reported: bool
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    blank_count: int | None = None  # blank samples (see models.BLANK_SAMPLE_SQL); such an epoch is never the best
 
 
 @dataclass(frozen=True)

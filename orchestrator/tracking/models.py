@@ -49,6 +49,11 @@ METRICS = (
     "grid_alignment",
 )
 
+# A blank sample: one colour covers (nearly) all of its 24x24 downscale -- a NaN-collapsed, black or flat output.
+# It would win the users' metric with a score of 1, so an epoch with any blank sample is never a run's best epoch.
+# SQL over evaluation_samples' columns (the store and migration 0003 use it; keep them in step).
+BLANK_SAMPLE_SQL = "(colors_95 <= 1 OR (colors_95 IS NULL AND unique_colors_24 <= 1))"
+
 UtcDateTime = DateTime(timezone=True)
 
 
@@ -277,7 +282,7 @@ Index("ix_evaluation_samples_run_id_epoch", EvaluationSample.run_id, EvaluationS
 
 
 class RunEpochScore(Base):
-    """Per (run, epoch): sample count and mean/min/max of each metric across prompts and seeds.
+    """Per (run, epoch): sample count, mean/min/max of each metric across prompts and seeds, blank samples.
 
     A summary table kept in step with evaluation_samples by the store in the same transaction, so that the views
     stay fast at 800k samples. Rows with ``reported = true`` come from the users' notes (no samples behind them).
@@ -304,6 +309,7 @@ class RunEpochScore(Base):
     grid_alignment_mean: Mapped[float | None] = mapped_column(Float)
     grid_alignment_min: Mapped[float | None] = mapped_column(Float)
     grid_alignment_max: Mapped[float | None] = mapped_column(Float)
+    blank_count: Mapped[int | None] = mapped_column(Integer)  # samples matching BLANK_SAMPLE_SQL; None if reported
 
 
 class RunEvent(Base):

@@ -31,6 +31,7 @@ from orchestrator.tracking.entities import (
     ViewResult,
 )
 from orchestrator.tracking.models import (
+    BLANK_SAMPLE_SQL,
     METRICS,
     RUN_STATUSES,
     CaptionVersion,
@@ -583,6 +584,7 @@ class TrackingStore:
                     metrics={
                         m: {agg: getattr(r, f"{m}_{agg}") for agg in ("mean", "min", "max")} for m in METRICS
                     },
+                    blank_count=r.blank_count,
                 )
                 for r in rows
             ]
@@ -601,12 +603,13 @@ class TrackingStore:
                 "WHERE e.run_id = run_epoch_scores.run_id AND e.epoch = run_epoch_scores.epoch)"
             ), {"no": False})
             inserted = session.execute(sa.text(
-                f"INSERT INTO run_epoch_scores (run_id, epoch, sample_count, reported, {columns}) "
-                f"SELECT run_id, epoch, COUNT(*), :no, {aggregates} FROM evaluation_samples GROUP BY run_id, epoch"
+                f"INSERT INTO run_epoch_scores (run_id, epoch, sample_count, reported, {columns}, blank_count) "
+                f"SELECT run_id, epoch, COUNT(*), :no, {aggregates}, {_BLANK_COUNT_SQL} FROM evaluation_samples "
+                "GROUP BY run_id, epoch"
             ), {"no": False}).rowcount
             best = (
                 "SELECT s.{col} FROM run_epoch_scores s WHERE s.run_id = runs.id AND s.unique_colors_24_mean IS NOT NULL "
-                "ORDER BY s.unique_colors_24_mean, CASE WHEN s.palette_distance_mean IS NULL THEN 1 ELSE 0 END, "
+                "AND COALESCE(s.blank_count, 0) = 0 ORDER BY s.unique_colors_24_mean, CASE WHEN s.palette_distance_mean IS NULL THEN 1 ELSE 0 END, "
                 "s.palette_distance_mean, s.epoch LIMIT 1"
             )
             session.execute(sa.text(
@@ -899,15 +902,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_BLANK_COUNT_SQL = f"SUM(CASE WHEN {BLANK_SAMPLE_SQL} THEN 1 ELSE 0 END)"
+
+
 def _refresh_epoch_score(session: Session, run_id: str, epoch: int) -> None:
-    aggregates = [sa.func.count(EvaluationSample.id)]
+    aggregates = [sa.func.count(EvaluationSample.id), sa.literal_column(_BLANK_COUNT_SQL)]
     for metric in METRICS:
         column = getattr(EvaluationSample, metric)
         aggregates += [sa.func.avg(column), sa.func.min(column), sa.func.max(column)]
     result = session.execute(
         sa.select(*aggregates).where(EvaluationSample.run_id == run_id, EvaluationSample.epoch == epoch)
     ).one()
-    count, values = result[0], result[1:]
+    count, blank_count, values = result[0], result[1], result[2:]
     row = session.get(RunEpochScore, (run_id, epoch))
     if count == 0:
         if row is not None and not row.reported:
@@ -917,6 +923,7 @@ def _refresh_epoch_score(session: Session, run_id: str, epoch: int) -> None:
         row = RunEpochScore(run_id=run_id, epoch=epoch)
         session.add(row)
     row.sample_count = count
+    row.blank_count = int(blank_count)
     row.reported = False
     for i, metric in enumerate(METRICS):
         for j, agg in enumerate(("mean", "min", "max")):
@@ -926,10 +933,14 @@ def _refresh_epoch_score(session: Session, run_id: str, epoch: int) -> None:
 
 
 def _refresh_best_epoch(session: Session, run_id: str) -> None:
-    """Best epoch: lowest mean unique_colors_24; ties broken by lower mean palette_distance, then earlier epoch."""
+    """Best epoch: lowest mean unique_colors_24; ties broken by lower mean palette_distance, then earlier epoch.
+
+    Epochs with blank samples are left out (a black NaN image scores 1 colour); with none left, no best epoch.
+    """
     best = session.execute(
         sa.select(RunEpochScore.epoch, RunEpochScore.unique_colors_24_mean)
-        .where(RunEpochScore.run_id == run_id, RunEpochScore.unique_colors_24_mean.is_not(None))
+        .where(RunEpochScore.run_id == run_id, RunEpochScore.unique_colors_24_mean.is_not(None),
+               sa.func.coalesce(RunEpochScore.blank_count, 0) == 0)
         .order_by(
             RunEpochScore.unique_colors_24_mean,
             sa.case((RunEpochScore.palette_distance_mean.is_(None), 1), else_=0),

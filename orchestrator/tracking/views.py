@@ -42,6 +42,7 @@ VIEW_COLUMNS: dict[str, tuple[str, ...]] = {
         "sample_count",
         "reported",
         *(f"{metric}_{agg}" for metric in METRICS for agg in ("mean", "min", "max")),
+        "blank_count",
     ),
 }
 
