@@ -27,15 +27,17 @@ def _metric_cells(values: dict) -> list:
               help="Score a snapshot's training images against their own palette (the reference row).")
 @click.option("--run", "run_ref", metavar="RUN_ID", help="Record the scores as an evaluation of this run.")
 @click.option("--suite", "suite_ref", metavar="NAME", help="Prompt suite the images belong to (with --run).")
+@click.option("--store", "store_uri", metavar="URI", envvar="ORCHESTRATOR_STORE",
+              help="Artifact store for the recorded images and contact sheet (with --run).")
 @json_option
 @pass_state
 def score(state: State, directory: Path | None, palette_from: str | None, snapshot_ref: str | None,
-          run_ref: str | None, suite_ref: str | None, as_json: bool) -> None:
+          run_ref: str | None, suite_ref: str | None, store_uri: str | None, as_json: bool) -> None:
     """Score existing images (e.g. test_outputs/epoch_N/<prompt>_512.png) without a model; all metrics: lower is better.
 
     Epochs come from folder or file names (epoch_3, epoch3, -000003), prompts from file stems (without _512);
-    *_24x24 files are skipped. With --run and --suite the scores are recorded (mode scored_dir) and the run's best
-    epoch is updated.
+    *_24x24 files are skipped. With --run and --suite the scores are recorded (mode scored_dir), the images and
+    their 24x24 downscales stored with them, the contact sheet stored, and the run's best epoch updated.
     """
     from orchestrator.evaluation import scoring
     from orchestrator.evaluation.metrics import describe_best_epoch
@@ -54,11 +56,13 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
         palette = scoring.reference_palette(palette_from, state.store) if palette_from else None
         scored = scoring.score_directory(directory, palette=palette)
         if run_ref:
+            from orchestrator.artifacts import open_store
             from orchestrator.evaluation.suites import load_suite
 
             suite = load_suite(suite_ref)
             with state.store() as store:
-                recorded = scoring.record_scored(store, run_ref, suite, scored, source=str(directory))
+                recorded = scoring.record_scored(store, run_ref, suite, scored, source=str(directory),
+                                                 artifacts=open_store(store_uri))
     summary = scoring.epoch_means(scored)
     if as_json:
         echo_json({"images": [s.to_dict() for s in scored], "epochs": summary,

@@ -74,11 +74,11 @@ def test_score_usage_errors(tmp_path):
     assert empty.exit_code == 1 and empty.output.startswith("Error: no images under")
 
 
-def test_record_scored_folder_updates_best_epoch(db_url, test_outputs):
+def test_record_scored_folder_updates_best_epoch(db_url, test_outputs, tmp_path):
     with TrackingStore(db_url) as store:
         run_id = store.create_run(NewRun(name="phase1b")).id
     result = run("score", str(test_outputs), "--run", "phase1b", "--suite", "bespoke_punks_8", "--json",
-                 database=db_url)
+                 "--store", str(tmp_path / "store"), database=db_url)
     assert result.exit_code == 0, result.output
     recorded = json.loads(result.output)["recorded"]
     assert recorded["samples"] == 6 and recorded["best_epoch"] == 2 and recorded["best_score"] == 11.0
@@ -88,6 +88,16 @@ def test_record_scored_folder_updates_best_epoch(db_url, test_outputs):
         samples = store.suite_samples(run_id, "bespoke_punks_8")
         assert {s["mode"] for s in samples} == {"scored_dir"} and len(samples) == 6
         assert store.recorded_samples(run_id, "bespoke_punks_8") == set()  # scored_dir rows are not generations
+        sheet_events = [e for e in store.events(run_id, kind="evaluation") if (e.data or {}).get("sheet_uri")]
+    artifacts = open_store(str(tmp_path / "store"))
+    first = next(s for s in samples if s["epoch"] == 1 and s["prompt"] == "brown_eyes_lady")
+    image = artifacts.get_file(first["image_uri"], tmp_path / "back.png")
+    assert image.read_bytes() == (test_outputs / "epoch_1" / "brown_eyes_lady_512.png").read_bytes()
+    small = Image.open(artifacts.get_file(first["image_24_uri"], tmp_path / "small.png"))
+    assert small.size == (24, 24) and len(np.unique(np.asarray(small).reshape(-1, 3), axis=0)) == 40
+    assert len(sheet_events) == 1  # the run's contact sheet, from the stored images
+    sheet = Image.open(artifacts.get_file(sheet_events[0].data["sheet_uri"], tmp_path / "sheet.png"))
+    assert sheet.size[1] > 2 * 192  # two epochs
 
 
 def test_record_needs_epochs(db_url, tmp_path):

@@ -23,6 +23,7 @@ from orchestrator.evaluation.metrics import Palette, palette_of, score_image
 from orchestrator.tracking.models import METRICS
 
 if TYPE_CHECKING:
+    from orchestrator.artifacts import ArtifactStore
     from orchestrator.evaluation.suites import PromptSuite
     from orchestrator.tracking.store import TrackingStore
 
@@ -150,11 +151,13 @@ class RecordedScores:
 
 
 def record_scored(store: TrackingStore, run_ref: str, suite: PromptSuite, scored: Sequence[ScoredImage],
-                  *, source: str | None = None) -> RecordedScores:
+                  *, source: str | None = None, artifacts: ArtifactStore | None = None) -> RecordedScores:
     """Record scored images as one evaluation (mode ``scored_dir``) of a run; updates its epoch scores and best epoch.
 
     Every image needs an epoch (from its path). Prompts are matched to the suite by name; others are recorded with
-    no prompt and listed in the result. The seeds of old images are unknown and recorded as none.
+    no prompt and listed in the result. The seeds of old images are unknown and recorded as none. With
+    ``artifacts`` (``source`` is then the folder the paths are relative to), each image and its 24x24 downscale are
+    stored and linked to its sample, as generation does, and the run's contact sheet is stored.
     """
     from orchestrator.evaluation.suites import record_suite
     from orchestrator.tracking.store import SampleScore
@@ -165,12 +168,33 @@ def record_scored(store: TrackingStore, run_ref: str, suite: PromptSuite, scored
                          "put images in epoch_N/ folders (or name them …-00000N) before recording them")
     run = store.get_run(run_ref)
     prompt_ids = record_suite(store, suite)
+    uris = _store_images(artifacts, Path(source or "."), scored) if artifacts is not None else {}
     evaluation_id = store.create_evaluation(run.id, mode="scored_dir", suite_name=suite.name,
                                             width=suite.width, height=suite.height,
                                             settings={"source": source} if source else None)
     count = store.record_samples(evaluation_id, [
-        SampleScore(epoch=s.epoch, prompt_id=prompt_ids.get(s.prompt), seed=None, metrics=s.metrics)
+        SampleScore(epoch=s.epoch, prompt_id=prompt_ids.get(s.prompt), seed=None, metrics=s.metrics,
+                    image_uri=uris.get(s.path, (None, None))[0], image_24_uri=uris.get(s.path, (None, None))[1])
         for s in scored])
+    if artifacts is not None and any(s.prompt in prompt_ids for s in scored):
+        from orchestrator.evaluation.sheet_data import store_contact_sheet
+
+        store_contact_sheet(store, artifacts, run.id, suite.name)
     run = store.get_run(run.id)
     unmatched = tuple(sorted({s.prompt for s in scored if s.prompt not in prompt_ids}))
     return RecordedScores(evaluation_id, run.id, count, unmatched, run.best_epoch, run.best_score)
+
+
+def _store_images(artifacts: ArtifactStore, root: Path, scored: Sequence[ScoredImage]) -> dict[str, tuple[str, str]]:
+    """Put each image and its 24x24 NEAREST downscale in the store: {relative path: (image uri, 24x24 uri)}."""
+    from orchestrator.evaluation.generate import put_image
+    from orchestrator.evaluation.metrics import downscale_24
+
+    uris = {}
+    with tempfile.TemporaryDirectory(prefix="orchestrator-score-") as tmp:
+        for i, item in enumerate(scored):
+            path = root / item.path
+            with Image.open(path) as image:
+                small = put_image(artifacts, downscale_24(image), Path(tmp), f"{i}_24x24.png")
+            uris[item.path] = (artifacts.put_file(path).uri, small)
+    return uris
