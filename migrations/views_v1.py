@@ -65,14 +65,15 @@ JOIN runs r ON r.id = s.run_id
 }
 
 
-def create_views(dialect: str) -> None:
+def create_views(dialect: str, views: dict[str, str] = VIEWS) -> None:
+    """Create ``views`` (these, or a later views_vN's set built on them)."""
     # security_invoker: Supabase's API roles then see through a view only what RLS lets them see in its tables.
     options = " WITH (security_invoker = true)" if dialect == "postgresql" else ""
-    for name, body in VIEWS.items():
+    for name, body in views.items():
         sql = body.format(duration=_DURATION_SECONDS[dialect], metrics=_METRIC_COLUMNS)
         op.execute(f"CREATE VIEW {name}{options} AS {sql}")
 
 
-def drop_views() -> None:
-    for name in reversed(list(VIEWS)):
+def drop_views(views: dict[str, str] = VIEWS) -> None:
+    for name in reversed(list(views)):
         op.execute(f"DROP VIEW IF EXISTS {name}")

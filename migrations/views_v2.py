@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import op
-
-from migrations.views_v1 import _DURATION_SECONDS, _METRIC_COLUMNS
-from migrations.views_v1 import VIEWS as VIEWS_V1
+from migrations import views_v1
 
 VIEWS = {
-    **VIEWS_V1,
+    **views_v1.VIEWS,
     "run_epoch_summary": """
 SELECT
     s.run_id AS run_id,
@@ -25,13 +22,8 @@ JOIN runs r ON r.id = s.run_id
 
 
 def create_views(dialect: str) -> None:
-    # security_invoker: Supabase's API roles then see through a view only what RLS lets them see in its tables.
-    options = " WITH (security_invoker = true)" if dialect == "postgresql" else ""
-    for name, body in VIEWS.items():
-        sql = body.format(duration=_DURATION_SECONDS[dialect], metrics=_METRIC_COLUMNS)
-        op.execute(f"CREATE VIEW {name}{options} AS {sql}")
+    views_v1.create_views(dialect, VIEWS)
 
 
 def drop_views() -> None:
-    for name in reversed(list(VIEWS)):
-        op.execute(f"DROP VIEW IF EXISTS {name}")
+    views_v1.drop_views(VIEWS)

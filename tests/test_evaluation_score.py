@@ -163,16 +163,21 @@ class StandInGenerator:
         return [punk(colors, job.seed) for job in jobs]
 
 
+def stand_in_checkpoints(store, artifacts, run_id: str, folder: Path, colours_by_epoch: dict[int, int]) -> None:
+    """Register one stand-in checkpoint per epoch; StandInGenerator draws that many colours with it (0: black)."""
+    for epoch, colors in colours_by_epoch.items():
+        lora = folder / f"e{epoch}.safetensors"
+        lora.write_text(f"lora colours {colors}")
+        art = artifacts.put_file(lora)
+        store.add_checkpoint(run_id, uri=art.uri, sha256=art.sha256, size_bytes=art.size, epoch=epoch)
+
+
 def test_evaluate_run_records_resumes_and_draws_a_sheet(db_url, tmp_path):
     artifacts = open_store(str(tmp_path / "store"))
     StandInGenerator.calls = []
     with TrackingStore(db_url) as store:
         run_id = store.create_run(NewRun(name="gen")).id
-        for epoch, colors in ((1, 30), (2, 8), (3, 12)):
-            lora = tmp_path / f"e{epoch}.safetensors"
-            lora.write_text(f"lora colours {colors}")
-            art = artifacts.put_file(lora)
-            store.add_checkpoint(run_id, uri=art.uri, sha256=art.sha256, size_bytes=art.size, epoch=epoch)
+        stand_in_checkpoints(store, artifacts, run_id, tmp_path, {1: 30, 2: 8, 3: 12})
         suite = load_suite("improved_3")
         settings = generate.GenerationSettings(steps=2, batch_size=4)
         result = generate.evaluate_run(store, run_id, suite, epochs=[1, 2], settings=settings, base_model="base",
@@ -206,11 +211,7 @@ def test_black_epochs_are_scored_but_never_the_best(db_url, tmp_path, monkeypatc
                         lambda cells, dest, **options: drawn.extend(cells) or real_save(cells, dest, **options))
     with TrackingStore(db_url) as store:
         run_id = store.create_run(NewRun(name="collapsing")).id
-        for epoch, colors in ((1, 30), (2, 0)):
-            lora = tmp_path / f"e{epoch}.safetensors"
-            lora.write_text(f"lora colours {colors}")
-            art = artifacts.put_file(lora)
-            store.add_checkpoint(run_id, uri=art.uri, sha256=art.sha256, size_bytes=art.size, epoch=epoch)
+        stand_in_checkpoints(store, artifacts, run_id, tmp_path, {1: 30, 2: 0})
         settings = generate.GenerationSettings(steps=2, batch_size=8)
         result = generate.evaluate_run(store, run_id, load_suite("improved_3"), epochs=[2], settings=settings,
                                        base_model="base", artifacts=artifacts, generator_factory=StandInGenerator)

@@ -132,7 +132,7 @@ def test_worker_runs_the_evaluation_the_spec_asks_for(db_url, tmp_path):
     from orchestrator.launch import evaluate_as_asked
     from orchestrator.spec import RunSpec
     from orchestrator.tracking.store import TrackingStore
-    from test_evaluation_score import StandInGenerator
+    from test_evaluation_score import StandInGenerator, stand_in_checkpoints
 
     spec = RunSpec.from_dict({"spec_version": 1, "preset": "sd15_fast", "seed": 1,
                               "base_model": {"family": "sd15", "path": "/models/base"},
@@ -140,11 +140,7 @@ def test_worker_runs_the_evaluation_the_spec_asks_for(db_url, tmp_path):
     artifacts = open_store(str(tmp_path / "store"))
     with TrackingStore(db_url) as store:
         run_id = store.create_run(NewRun(name="evaluated")).id
-        for epoch, colors in ((1, 20), (2, 9)):
-            lora = tmp_path / f"e{epoch}.safetensors"
-            lora.write_text(f"lora colours {colors}")
-            art = artifacts.put_file(lora)
-            store.add_checkpoint(run_id, uri=art.uri, sha256=art.sha256, size_bytes=art.size, epoch=epoch)
+        stand_in_checkpoints(store, artifacts, run_id, tmp_path, {1: 20, 2: 9})
         result = evaluate_as_asked(store, artifacts, run_id, spec, generator_factory=StandInGenerator)
         assert result.best_epoch == 2 and store.get_run(run_id).best_epoch == 2
         assert any("best epoch 2" in e.message for e in store.events(run_id, kind="evaluation"))
