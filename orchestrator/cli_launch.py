@@ -71,6 +71,10 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
     else:
         click.echo(f"run {run.id}: {run.status} (exit {run.exit_code}) in {outcome.wall_seconds:.1f} s; "
                    f"{len(checkpoints)} checkpoint(s) registered")
+        if store.epoch_scores(run.id):  # evaluated while or after training (the spec's [evaluation])
+            from orchestrator.evaluation.metrics import describe_best_epoch
+
+            click.echo(f"run {run.id}: {describe_best_epoch(run.best_epoch, run.best_score)}")
         if run.error_summary and run.status != "succeeded":
             click.echo(run.error_summary, err=True)
     if run.status != "succeeded":
