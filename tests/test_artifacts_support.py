@@ -175,3 +175,21 @@ def test_resumable_state_lives_under_the_data_dir_and_is_private():
     assert state.get(SHA) is None  # a damaged record means: start a new upload
     state.remove(SHA)
     assert state.pending() == [] and not (data_dir() / "uploads").joinpath(path.parent.name).exists()
+
+
+@pytest.mark.parametrize("pending", [1, 4])
+def test_sha256_on_thread_equals_hashlib_with_reused_buffers(pending):
+    import hashlib
+    import os
+
+    from orchestrator.artifacts.base import Sha256OnThread
+
+    data = os.urandom(5 * 1024 * 1024 + 123)
+    buffers = [bytearray(64 * 1024 + 7) for _ in range(pending + 1)]  # the rotation update() allows
+    with Sha256OnThread(pending=pending) as digest:
+        for turn, start in enumerate(range(0, len(data), len(buffers[0]))):
+            buffer = buffers[turn % len(buffers)]
+            piece = data[start:start + len(buffer)]
+            buffer[:len(piece)] = piece
+            digest.update(memoryview(buffer)[:len(piece)])
+        assert digest.hexdigest() == hashlib.sha256(data).hexdigest()

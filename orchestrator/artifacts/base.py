@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +45,40 @@ class Artifact:
 
     def to_dict(self) -> dict[str, object]:
         return {"uri": self.uri, "sha256": self.sha256, "size": self.size}
+
+
+class Sha256OnThread:
+    """sha256 of chunks fed in order, computed on a second thread so that it overlaps the reads and writes that
+    produce them (hashlib releases the GIL on large buffers; sha256 is as slow as a fast disk or loopback socket).
+
+    ``update`` returns once at most ``pending`` chunks are still waiting to be hashed: a caller that reuses its
+    buffers keeps ``pending + 1`` of them in rotation.
+    """
+
+    def __init__(self, pending: int = 2) -> None:
+        self._digest = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        self._queued: deque[Future[None]] = deque()
+        self._pending = pending
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._queued.append(self._pool.submit(self._digest.update, data))  # one worker: hashed in order
+        while len(self._queued) > self._pending:
+            self._queued.popleft().result()
+
+    def hexdigest(self) -> str:
+        while self._queued:
+            self._queued.popleft().result()
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Sha256OnThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

@@ -37,7 +37,6 @@ Work-arounds for the official clients (each says why):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -45,7 +44,15 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from orchestrator.artifacts.base import Artifact, ArtifactError, ArtifactStore, is_sha256, object_key, sha256_from_uri
+from orchestrator.artifacts.base import (
+    Artifact,
+    ArtifactError,
+    ArtifactStore,
+    Sha256OnThread,
+    is_sha256,
+    object_key,
+    sha256_from_uri,
+)
 from orchestrator.artifacts.credentials import (
     SUPABASE_KEY_ENVS,
     SUPABASE_STORAGE_URL_ENV,
@@ -392,26 +399,26 @@ class SupabaseStore(ArtifactStore):
                 if response.status_code != 206:
                     have = 0
                     progress.restart()
-                digest = hashlib.sha256()
-                if have:
-                    with open(dest, "rb") as done:  # the part that arrived before the drop
-                        while block := done.read(4 * MB):
-                            digest.update(block)
-                expected = response.headers.get("content-length")
-                progress(have, have + int(expected) if expected is not None else None)
-                received = 0
-                with open(dest, "ab" if have else "wb") as out:
-                    for chunk in response.iter_content(MB):  # small enough that a drop loses little
-                        out.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
-                        progress.advance(len(chunk))
-                if expected is not None and received != int(expected):
-                    import requests
+                with Sha256OnThread(pending=4) as digest:  # hashing overlaps the socket reads and file writes
+                    if have:
+                        with open(dest, "rb") as done:  # the part that arrived before the drop
+                            while block := done.read(4 * MB):
+                                digest.update(block)
+                    expected = response.headers.get("content-length")
+                    progress(have, have + int(expected) if expected is not None else None)
+                    received = 0
+                    with open(dest, "ab" if have else "wb") as out:
+                        for chunk in response.iter_content(MB):  # small enough that a drop loses little
+                            out.write(chunk)
+                            digest.update(chunk)
+                            received += len(chunk)
+                            progress.advance(len(chunk))
+                    if expected is not None and received != int(expected):
+                        import requests
 
-                    raise requests.exceptions.ChunkedEncodingError(
-                        f"connection closed after {received} of {expected} bytes")
-                return digest.hexdigest()
+                        raise requests.exceptions.ChunkedEncodingError(
+                            f"connection closed after {received} of {expected} bytes")
+                    return digest.hexdigest()
 
         try:
             return call_with_retries(attempt, retryable=self._transient, policy=self.retry)
