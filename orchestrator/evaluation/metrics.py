@@ -336,4 +336,5 @@ def describe_best_epoch(best_epoch: int | None, best_score: float | None) -> str
     """The run's best epoch for messages; says why there is none (blank epochs never count)."""
     if best_epoch is None:
         return "no best epoch (no scored epoch without blank samples: a NaN-collapsed model renders black)"
-    return f"best epoch {best_epoch} ({best_score:.1f} mean unique colours)"
+    score = f" ({best_score:.1f} mean unique colours)" if best_score is not None else ""
+    return f"best epoch {best_epoch}{score}"
