@@ -78,6 +78,16 @@ def echo_table(columns: list[str], rows: list[list[Any]], *, title: str | None =
     Console(width=max(120, len(columns) * 14), soft_wrap=False).print(table)
 
 
+def echo_reference(reference: Any) -> None:
+    """A snapshot's reference row: what its own training images score, the floor a run's epochs aim at."""
+    from orchestrator.tracking.models import METRICS
+
+    echo_table(["metric", "mean", "min", "max"],
+               [[m, *(reference.metrics[m][agg] for agg in ("mean", "min", "max"))] for m in METRICS],
+               title=f"training reference: {reference.image_count} images of snapshot {reference.snapshot_id[:12]}, "
+                     f"palette of {reference.palette_size} colours")
+
+
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
@@ -220,11 +230,13 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
         mark_stale_runs_lost(store)
         run = store.get_run(run_ref)
         scores = store.epoch_scores(run.id)
+        reference = store.snapshot_reference(run.dataset_snapshot_id) if run.dataset_snapshot_id else None
         checkpoints = store.checkpoints(run.id)
         events = store.events(run.id)
     if as_json:
         data = run.to_dict()
         data["epoch_scores"] = [s.to_dict() for s in scores]
+        data["training_reference"] = reference.to_dict() if reference else None
         data["checkpoints"] = [c.to_dict() for c in checkpoints]
         data["events"] = [e.to_dict() for e in events]
         echo_json(data)
@@ -248,6 +260,8 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
             ],
             title="epoch scores (best: lowest mean unique_colors_24 among epochs without blank samples)",
         )
+    if reference:
+        echo_reference(reference)
     if checkpoints:
         echo_table(["epoch", "step", "size_bytes", "sha256", "uri"],
                    [[c.epoch, c.step, c.size_bytes, c.sha256[:16], c.uri] for c in checkpoints], title="checkpoints")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli import State, echo_json, echo_table, json_option, pass_state
+from orchestrator.cli import State, echo_json, echo_reference, echo_table, json_option, pass_state
 
 store_option = click.option(
     "--store", "store_uri", metavar="URI",
@@ -152,8 +152,10 @@ def dataset_show(state: State, snapshot_ref: str, show_images: bool, as_json: bo
     with state.store() as tracking:
         record = tracking.get_snapshot(snapshot_ref)
         images = tracking.snapshot_images(record.id)
+        reference = tracking.snapshot_reference(record.id)
     if as_json:
-        echo_json({**record.to_dict(), "images": [i.to_dict() for i in images]})
+        echo_json({**record.to_dict(), "images": [i.to_dict() for i in images],
+                   "training_reference": reference.to_dict() if reference else None})
         return
     data = record.to_dict()
     data.pop("dataset_toml")
@@ -162,6 +164,11 @@ def dataset_show(state: State, snapshot_ref: str, show_images: bool, as_json: bo
     for image in images:
         counts[image.subset] = counts.get(image.subset, 0) + 1
     echo_table(["subset", "images"], [[k, v] for k, v in sorted(counts.items())], title="subsets")
+    if reference:
+        echo_reference(reference)
+    else:
+        click.echo(f"no training reference yet (orchestrator score --snapshot {record.id[:12]}, or any evaluation of "
+                   "a run on it, records one)")
     if show_images:
         echo_table(["path", "sha256", "size", "pixels", "mode", "caption_sha256"],
                    [[i.path, _short(i.sha256), i.size_bytes, f"{i.width}x{i.height}", i.mode,

@@ -48,10 +48,11 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
         raise click.UsageError("--run and --suite go together")
     if snapshot_ref and run_ref:
         raise click.UsageError("--snapshot scores training images; they cannot be recorded as a run's evaluation")
-    recorded = None
+    recorded = reference = None
     if snapshot_ref:
         with state.store() as store:
             scored = scoring.score_snapshot(store, snapshot_ref)
+            reference = store.snapshot_reference(store.get_snapshot(snapshot_ref).id)
     else:
         palette = scoring.reference_palette(palette_from, state.store) if palette_from else None
         scored = scoring.score_directory(directory, palette=palette)
@@ -66,7 +67,8 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     summary = scoring.epoch_means(scored)
     if as_json:
         echo_json({"images": [s.to_dict() for s in scored], "epochs": summary,
-                   "recorded": recorded.to_dict() if recorded else None})
+                   "recorded": recorded.to_dict() if recorded else None,
+                   "training_reference": reference.to_dict() if reference else None})
         return
     columns = ["epoch", "prompt", "file", *(_SHORT[m] for m in METRICS)]
     echo_table(columns, [[s.epoch, s.prompt, s.path, *_metric_cells(s.metrics)] for s in scored])
@@ -74,6 +76,8 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     echo_table(["epoch", "images", *(_SHORT[m] for m in METRICS)],
                [[r["epoch"] if r["epoch"] is not None else ("training" if snapshot_ref else "?"), r["images"],
                  *_metric_cells(r)] for r in summary], title=title)
+    if reference:
+        click.echo(f"recorded as the training reference of snapshot {reference.snapshot_id[:12]}")
     if recorded:
         click.echo(f"recorded evaluation {recorded.evaluation_id} of run {recorded.run_id}: {recorded.samples} "
                    f"sample(s); {describe_best_epoch(recorded.best_epoch, recorded.best_score)}")

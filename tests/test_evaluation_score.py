@@ -3,6 +3,7 @@ bookkeeping with a stand-in pipeline (the real diffusers pipeline is in test_eva
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -120,6 +121,37 @@ def test_reference_row_from_snapshot(tmp_path, monkeypatch):
     assert data["epochs"][0]["epoch"] is None and data["epochs"][0]["images"] == len(data["images"])
     palette = run("score", str(EXAMPLE / "plain"), "--palette-from", "plain", "--json", database=database)
     assert {i["metrics"]["palette_distance"] for i in json.loads(palette.output)["images"]} == {0.0}
+    reference = data["training_reference"]  # recorded once per snapshot, from the same figures
+    colours = [i["metrics"]["unique_colors_24"] for i in data["images"]]
+    assert reference["image_count"] == len(colours) == 24 and reference["palette_size"] > 0
+    assert reference["metrics"]["unique_colors_24"] == {"mean": pytest.approx(sum(colours) / 24), "min": min(colours),
+                                                        "max": max(colours)}
+    assert reference["metrics"]["palette_distance"] == {"mean": 0.0, "min": 0.0, "max": 0.0}
+    shown = run("dataset", "show", "plain", database=database)
+    assert "training reference: 24 images" in shown.output
+    assert json.loads(run("dataset", "show", "plain", "--json", database=database).output)["training_reference"] \
+        == reference
+
+
+def test_first_palette_of_a_snapshot_records_its_reference_and_runs_show_it(tmp_path, monkeypatch):
+    database = f"sqlite:///{tmp_path / 't.db'}"
+    monkeypatch.setenv("ORCHESTRATOR_STORE", str(tmp_path / "store"))
+    snap = json.loads(run("dataset", "snapshot", str(EXAMPLE / "plain"), "--json", database=database).output)
+    snapshot_id = snap["snapshot"]["id"]
+    assert "no training reference yet" in run("dataset", "show", snapshot_id, database=database).output
+    with TrackingStore(database) as store:
+        palette = scoring.reference_palette(snapshot_id, lambda: contextlib.nullcontext(store))
+        reference = store.snapshot_reference(snapshot_id)
+        assert reference is not None and reference.palette_size == len(palette)
+        run_id = store.create_run(NewRun(name="on-plain", dataset_snapshot_id=snapshot_id)).id
+        again = scoring.reference_palette(snapshot_id, lambda: contextlib.nullcontext(store))
+        assert store.snapshot_reference(snapshot_id).created_at == reference.created_at  # not scored twice
+        assert len(again) == len(palette)
+    shown = json.loads(run("runs", "show", run_id, "--json", database=database).output)
+    assert shown["training_reference"]["image_count"] == 24
+    summary = json.loads(run("views", "training_summary", "--where", f"run_id={run_id}", "--json",
+                             database=database).output)
+    assert summary[0]["reference_unique_colors"] == pytest.approx(reference.metrics["unique_colors_24"]["mean"])
 
 
 def test_contact_sheet_layout():

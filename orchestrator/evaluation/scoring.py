@@ -100,25 +100,42 @@ def snapshot_image_paths(store: TrackingStore, ref: str, dest: Path) -> list[Pat
 
 
 def reference_palette(source: str, store_factory) -> Palette:
-    """A palette from a folder of training images, or from a snapshot (id, prefix or label) via ``store_factory()``."""
+    """A palette from a folder of training images, or from a snapshot (id, prefix or label) via ``store_factory()``.
+
+    The first time a snapshot's palette is taken, its reference row is recorded too (its images are at hand).
+    """
     path = Path(source)
     if path.is_dir():
         return palette_from_images(find_images(path))
     with store_factory() as store, tempfile.TemporaryDirectory(prefix="orchestrator-palette-") as tmp:
-        return palette_from_images(snapshot_image_paths(store, source, Path(tmp) / "snapshot"))
+        snapshot = store.get_snapshot(source)
+        dest = Path(tmp) / "snapshot"
+        paths = snapshot_image_paths(store, snapshot.id, dest)
+        if store.snapshot_reference(snapshot.id) is not None:
+            return palette_from_images(paths)
+        scored, palette = _score_training_images(paths, dest)
+        store.record_snapshot_reference(snapshot.id, palette_size=len(palette), metrics=[s.metrics for s in scored])
+        return palette
 
 
 def score_snapshot(store: TrackingStore, ref: str) -> list[ScoredImage]:
-    """The reference row: every training image of a snapshot scored against the snapshot's own palette."""
+    """The reference row: every training image of a snapshot scored against the snapshot's own palette; the
+    per-metric mean/min/max is recorded as the snapshot's reference row."""
+    snapshot = store.get_snapshot(ref)
     with tempfile.TemporaryDirectory(prefix="orchestrator-reference-") as tmp:
         dest = Path(tmp) / "snapshot"
-        paths = snapshot_image_paths(store, ref, dest)
-        palette = palette_from_images(paths)
-        scored = []
-        for path in paths:
-            with Image.open(path) as image:
-                scored.append(ScoredImage(str(path.relative_to(dest)), None, "training", score_image(image, palette)))
-        return scored
+        scored, palette = _score_training_images(snapshot_image_paths(store, snapshot.id, dest), dest)
+    store.record_snapshot_reference(snapshot.id, palette_size=len(palette), metrics=[s.metrics for s in scored])
+    return scored
+
+
+def _score_training_images(paths: Sequence[Path], root: Path) -> tuple[list[ScoredImage], Palette]:
+    palette = palette_from_images(paths)
+    scored = []
+    for path in paths:
+        with Image.open(path) as image:
+            scored.append(ScoredImage(str(path.relative_to(root)), None, "training", score_image(image, palette)))
+    return scored, palette
 
 
 def epoch_means(scored: Sequence[ScoredImage]) -> list[dict[str, Any]]:

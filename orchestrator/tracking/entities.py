@@ -146,6 +146,17 @@ class EpochScore(Record):
 
 
 @dataclass(frozen=True)
+class ReferenceScore(Record):
+    """A dataset snapshot's reference row: its training images' metrics (mean/min/max), computed once."""
+
+    snapshot_id: str
+    image_count: int
+    palette_size: int
+    metrics: dict[str, dict[str, float | None]]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class CaptionVersionRecord(Record):
     id: str
     label: str | None

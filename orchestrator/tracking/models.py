@@ -312,6 +312,34 @@ class RunEpochScore(Base):
     blank_count: Mapped[int | None] = mapped_column(Integer)  # samples matching BLANK_SAMPLE_SQL; None if reported
 
 
+class SnapshotReferenceScore(Base):
+    """The reference row of a dataset snapshot: every metric of its training images (scored against the snapshot's
+    own palette, so palette_distance is 0), mean/min/max over the images; computed once per snapshot."""
+
+    __tablename__ = "snapshot_reference_scores"
+
+    snapshot_id: Mapped[str] = mapped_column(ForeignKey("dataset_snapshots.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    image_count: Mapped[int] = mapped_column(Integer)
+    palette_size: Mapped[int] = mapped_column(Integer)
+    unique_colors_24_mean: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_min: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_max: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_two_stage_mean: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_two_stage_min: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_two_stage_max: Mapped[float | None] = mapped_column(Float)
+    colors_95_mean: Mapped[float | None] = mapped_column(Float)
+    colors_95_min: Mapped[float | None] = mapped_column(Float)
+    colors_95_max: Mapped[float | None] = mapped_column(Float)
+    palette_distance_mean: Mapped[float | None] = mapped_column(Float)
+    palette_distance_min: Mapped[float | None] = mapped_column(Float)
+    palette_distance_max: Mapped[float | None] = mapped_column(Float)
+    grid_alignment_mean: Mapped[float | None] = mapped_column(Float)
+    grid_alignment_min: Mapped[float | None] = mapped_column(Float)
+    grid_alignment_max: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class RunEvent(Base):
     """Status changes, epoch ends (with average loss), checkpoints, log lines of note."""
 

@@ -27,6 +27,7 @@ from orchestrator.tracking.entities import (
     EpochScore,
     EventRecord,
     NewRun,
+    ReferenceScore,
     RunRecord,
     ViewResult,
 )
@@ -43,6 +44,7 @@ from orchestrator.tracking.models import (
     Run,
     RunEpochScore,
     RunEvent,
+    SnapshotReferenceScore,
     TrainingStep,
 )
 from orchestrator.tracking.views import VIEW_COLUMNS, VIEW_ORDER, VIEW_TIMESTAMP_COLUMNS
@@ -589,6 +591,31 @@ class TrackingStore:
                 for r in rows
             ]
 
+    def record_snapshot_reference(self, snapshot_id: str, *, palette_size: int,
+                                  metrics: Sequence[dict[str, float | None]]) -> ReferenceScore:
+        """Store a snapshot's reference row from its training images' metrics (one dict per image), replacing any
+        earlier one (the same images give the same figures)."""
+        if not metrics:
+            raise InputError(f"dataset snapshot {snapshot_id[:12]} has no images to score", None)
+        with self._session() as session:
+            row = session.get(SnapshotReferenceScore, snapshot_id)
+            if row is None:
+                row = SnapshotReferenceScore(snapshot_id=snapshot_id)
+                session.add(row)
+            row.image_count, row.palette_size, row.created_at = len(metrics), palette_size, utcnow()
+            for metric in METRICS:
+                values = [m[metric] for m in metrics if m.get(metric) is not None]
+                row_values = (sum(values) / len(values), min(values), max(values)) if values else (None,) * 3
+                for agg, value in zip(("mean", "min", "max"), row_values, strict=True):
+                    setattr(row, f"{metric}_{agg}", float(value) if value is not None else None)
+            session.flush()
+            return _reference_record(row)
+
+    def snapshot_reference(self, snapshot_id: str) -> ReferenceScore | None:
+        with self._session() as session:
+            row = session.get(SnapshotReferenceScore, snapshot_id)
+            return _reference_record(row) if row is not None else None
+
     def refresh_summaries(self) -> int:
         """Rebuild run_epoch_scores and every run's best epoch from evaluation_samples, set-based.
 
@@ -953,6 +980,14 @@ def _refresh_best_epoch(session: Session, run_id: str) -> None:
         sa.update(Run)
         .where(Run.id == run_id)
         .values(best_epoch=best[0] if best else None, best_score=best[1] if best else None)
+    )
+
+
+def _reference_record(row: SnapshotReferenceScore) -> ReferenceScore:
+    return ReferenceScore(
+        snapshot_id=row.snapshot_id, image_count=row.image_count, palette_size=row.palette_size,
+        metrics={m: {agg: getattr(row, f"{m}_{agg}") for agg in ("mean", "min", "max")} for m in METRICS},
+        created_at=_aware(row.created_at),
     )
 
 

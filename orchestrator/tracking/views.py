@@ -31,6 +31,7 @@ VIEW_COLUMNS: dict[str, tuple[str, ...]] = {
         "epochs",
         "best_epoch",
         "best_score",
+        "reference_unique_colors",
         "rating",
         "duration_s",
         "created_at",
