@@ -206,3 +206,19 @@ def test_blank_rule_is_the_same_in_python_and_sql():
 def test_best_epoch_messages_say_why_there_is_none():
     assert m.describe_best_epoch(8, 216.6) == "best epoch 8 (216.6 mean unique colours)"
     assert "no best epoch" in m.describe_best_epoch(None, None) and "blank" in m.describe_best_epoch(None, None)
+
+
+@pytest.mark.parametrize("size", [(512, 512), (768, 768), (300, 200), (96, 96), (64, 40), (1024, 512)])
+def test_two_stage_downscale_is_pillows_bit_for_bit(size):
+    """Only the 576 LANCZOS pixels the NEAREST step keeps are computed; they must be exactly Pillow's."""
+    rng = np.random.default_rng(size[0] * 7 + size[1])
+    images = [
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)),  # noise: every rounding case
+        Image.fromarray(rng.integers(0, 2, (size[1], size[0], 3), dtype=np.uint8) * 255),  # clipping at 0 and 255
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize(size, Image.BICUBIC),  # smooth
+        pixel_art(20, 3).resize(size, Image.NEAREST),
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA"),  # converted first
+    ]
+    for image in images:
+        expected = image.convert("RGB").resize((96, 96), Image.LANCZOS).resize((24, 24), Image.NEAREST)
+        assert np.array_equal(np.asarray(m.downscale_24_two_stage(image)), np.asarray(expected))

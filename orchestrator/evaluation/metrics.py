@@ -69,13 +69,79 @@ def downscale_24(image: Image.Image) -> Image.Image:
 
 
 def downscale_24_two_stage(image: Image.Image) -> Image.Image:
-    """512 → 96 LANCZOS → 24 NEAREST (the users' notes 002)."""
-    return _rgb(image).resize((TWO_STAGE_SIZE, TWO_STAGE_SIZE), Image.LANCZOS).resize((GRID, GRID), Image.NEAREST)
+    """512 → 96 LANCZOS → 24 NEAREST (the users' notes 002), bit for bit what Pillow gives (about 2x faster)."""
+    return Image.fromarray(_two_stage_pixels(image), "RGB")
 
 
-def _packed(image: Image.Image) -> np.ndarray:
-    """Pixels as one uint32 per pixel (0xRRGGBB)."""
-    a = np.asarray(_rgb(image), dtype=np.uint32).reshape(-1, 3)
+def _two_stage_pixels(image: Image.Image) -> np.ndarray:
+    """The two-stage downscale as a (24, 24, 3) uint8 array.
+
+    The NEAREST step keeps 576 of the 9216 LANCZOS pixels, so only those are computed: Pillow's own fixed-point
+    LANCZOS (its coefficients, rounding and clipping, horizontal pass first) for the 24 kept columns of every row the
+    kept rows read, then the 24 kept rows; the integer sums are float64 matrix products, exact at these magnitudes
+    (< 2^31). A test compares it with ``resize(LANCZOS).resize(NEAREST)`` on many images and sizes.
+    """
+    rgb = _rgb(image)
+    width, height = rgb.size
+    columns, rows = _lanczos_taps(width), _lanczos_taps(height)
+    first, last = rows.read_from, rows.read_to
+    planes = np.stack([np.asarray(band) for band in rgb.split()])[:, first:last]  # (3, rows read, width)
+    horizontal = _fixed_point(planes.astype(np.float64).reshape(-1, width) @ columns.weights)
+    kept = _fixed_point(rows.weights[first:last].T @ horizontal.reshape(3, last - first, GRID))  # (3, 24, 24)
+    return kept.transpose(1, 2, 0).astype(np.uint8)
+
+
+_PRECISION_BITS = 22  # Pillow's Resample.c: 32 - 8 - 2
+
+
+class _Taps:
+    """Pillow's LANCZOS coefficients for the output positions the NEAREST step keeps, as a dense (in, 24) matrix."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self.weights = weights
+        used = np.flatnonzero(weights.any(axis=1))
+        self.read_from, self.read_to = int(used[0]), int(used[-1]) + 1
+
+
+@lru_cache(maxsize=16)
+def _lanczos_taps(in_size: int) -> _Taps:
+    import math
+
+    def sinc(x: float) -> float:
+        return 1.0 if x == 0.0 else math.sin(x * math.pi) / (x * math.pi)
+
+    def lanczos(x: float) -> float:
+        return sinc(x) * sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
+
+    # precompute_coeffs() and normalize_coeffs_8bpc() of Pillow's Resample.c, in the same double arithmetic.
+    scale = in_size / TWO_STAGE_SIZE
+    filterscale = max(scale, 1.0)
+    support = 3.0 * filterscale
+    ss = 1.0 / filterscale  # Pillow multiplies by the reciprocal: so must we, to the last bit
+    weights = np.zeros((in_size, GRID), dtype=np.float64)
+    for j in range(GRID):
+        center = (int((j + 0.5) * TWO_STAGE_SIZE / GRID) + 0.5) * scale  # the LANCZOS pixel NEAREST keeps
+        low = max(int(center - support + 0.5), 0)
+        count = min(int(center + support + 0.5), in_size) - low
+        taps = [lanczos((x + low - center + 0.5) * ss) for x in range(count)]
+        total = 0.0
+        for tap in taps:
+            total += tap
+        for x, tap in enumerate(taps):
+            tap = tap / total if total != 0.0 else tap
+            weights[low + x, j] = math.trunc(tap * (1 << _PRECISION_BITS) + (0.5 if tap >= 0 else -0.5))
+    return _Taps(weights)
+
+
+def _fixed_point(sums: np.ndarray) -> np.ndarray:
+    """Pillow's clip8(): add half, shift the fixed point away, clamp to 0..255 (as float64 for the next product)."""
+    return np.clip(np.floor((sums + (1 << (_PRECISION_BITS - 1))) / (1 << _PRECISION_BITS)), 0, 255)
+
+
+def _packed(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Pixels (of an image, or an (…, 3) uint8 array) as one uint32 per pixel (0xRRGGBB)."""
+    pixels = image if isinstance(image, np.ndarray) else np.asarray(_rgb(image))
+    a = pixels.astype(np.uint32).reshape(-1, 3)
     return (a[:, 0] << 16) | (a[:, 1] << 8) | a[:, 2]
 
 
@@ -94,7 +160,7 @@ def unique_colors_24(image: Image.Image) -> int:
 
 def unique_colors_24_two_stage(image: Image.Image) -> int:
     """Distinct RGB colours of the 96 LANCZOS → 24 NEAREST downscale (lower is better)."""
-    return unique_colors(downscale_24_two_stage(image))
+    return int(np.unique(_packed(_two_stage_pixels(image))).size)
 
 
 def colors_95(image: Image.Image, *, coverage: float = COVERAGE, small: Image.Image | None = None) -> int:
@@ -291,20 +357,26 @@ def _cell_starts(length: int) -> np.ndarray:
     return np.concatenate([[0], np.flatnonzero(np.diff(source)) + 1])
 
 
+@lru_cache(maxsize=16)
+def _cell_membership(length: int) -> np.ndarray:
+    """(length, cells) 0/1 matrix: the grid cell each pixel along one axis belongs to."""
+    starts = _cell_starts(length)
+    cell = np.repeat(np.arange(starts.size), np.diff(starts, append=length))
+    return (cell[:, None] == np.arange(starts.size)[None, :]).astype(np.float64)
+
+
 def grid_alignment(image: Image.Image) -> float:
     """Mean within-cell variance of the full image on the 24-cell grid (8-bit units², mean of R, G, B; lower is better)."""
     rgb = _rgb(image)
-    rows, cols = _cell_starts(rgb.size[1]), _cell_starts(rgb.size[0])
-    pixels = np.asarray(rgb, dtype=np.int64)
-
-    def cell_sums(values: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(np.add.reduceat(values, rows, axis=0), cols, axis=1)
-
-    counts = np.outer(np.diff(rows, append=rgb.size[1]), np.diff(cols, append=rgb.size[0]))[..., None]
-    total, squares = cell_sums(pixels), cell_sums(pixels * pixels)
+    rows, cols = _cell_membership(rgb.size[1]), _cell_membership(rgb.size[0])
+    planes = np.stack([np.asarray(band) for band in rgb.split()]).astype(np.float64)  # (3, height, width)
+    # Cell sums as products with the 0/1 membership matrices: integers below 2^53, so float64 keeps them exact.
+    total = rows.T @ (planes @ cols)
+    squares = rows.T @ ((planes * planes) @ cols)
+    counts = np.outer(rows.sum(axis=0), cols.sum(axis=0))
     # n·Σx² − (Σx)² in exact integers: flat cells are exactly 0, as with a two-pass variance
-    variance = (counts * squares - total * total) / (counts * counts)
-    return float(variance.mean())
+    variance = (counts * squares - total * total) / (counts * counts)  # (3, 24, 24)
+    return float(np.ascontiguousarray(variance.transpose(1, 2, 0)).mean())  # summed in (row, column, channel) order
 
 
 # ---- all at once ------------------------------------------------------------------------------------------------
