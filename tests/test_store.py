@@ -245,3 +245,33 @@ def test_epochs_with_blank_samples_are_never_the_best_epoch(store):
     store.record_samples(evaluation, [SampleScore(epoch=e, prompt_id=prompt_ids[0], seed=1, metrics=black)
                                       for e in (1, 2)])
     assert (store.get_run(all_blank.id).best_epoch, store.get_run(all_blank.id).best_score) == (None, None)
+
+
+def test_snapshot_reference_is_an_upsert_safe_under_concurrent_writers(store, db_url, tmp_path):
+    """Two workers starting on the same snapshot both record its reference row; the last figures stand."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from orchestrator.artifacts import open_store
+    from orchestrator.datasets import take_snapshot
+    from orchestrator.tracking.store import TrackingStore
+
+    example = Path(__file__).resolve().parent.parent / "datasets" / "example" / "plain"
+    snapshot_id = take_snapshot(example, tracking=store, artifacts=open_store(str(tmp_path / "store"))).snapshot.id
+    assert store.snapshot_reference(snapshot_id) is None
+    images = [{m: float(i + k) for k, m in enumerate(METRICS)} for i in range(4)]
+
+    def record(_: int):
+        with TrackingStore(db_url) as other:
+            return other.record_snapshot_reference(snapshot_id, palette_size=9, metrics=images)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(record, range(8)))
+    assert {r.image_count for r in results} == {4}
+    reference = store.snapshot_reference(snapshot_id)
+    assert reference.metrics["unique_colors_24"] == {"mean": 1.5, "min": 0.0, "max": 3.0}
+    assert reference.metrics["grid_alignment"] == {"mean": 5.5, "min": 4.0, "max": 7.0}
+    replaced = store.record_snapshot_reference(snapshot_id, palette_size=3, metrics=images[:1])
+    assert (replaced.image_count, replaced.palette_size) == (1, 3) and replaced.metrics["colors_95"]["max"] == 2.0
+    with pytest.raises(InputError, match="no images"):
+        store.record_snapshot_reference(snapshot_id, palette_size=3, metrics=[])

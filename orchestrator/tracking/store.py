@@ -594,22 +594,26 @@ class TrackingStore:
     def record_snapshot_reference(self, snapshot_id: str, *, palette_size: int,
                                   metrics: Sequence[dict[str, float | None]]) -> ReferenceScore:
         """Store a snapshot's reference row from its training images' metrics (one dict per image), replacing any
-        earlier one (the same images give the same figures)."""
+        earlier one (the same images give the same figures). An upsert: two workers that start on the same snapshot
+        at once both succeed."""
         if not metrics:
             raise InputError(f"dataset snapshot {snapshot_id[:12]} has no images to score", None)
+        values: dict[str, Any] = {"snapshot_id": snapshot_id, "image_count": len(metrics),
+                                  "palette_size": palette_size, "created_at": utcnow()}
+        for metric in METRICS:
+            present = [float(m[metric]) for m in metrics if m.get(metric) is not None]
+            aggregates = (sum(present) / len(present), min(present), max(present)) if present else (None,) * 3
+            values.update({f"{metric}_{agg}": value for agg, value in zip(("mean", "min", "max"), aggregates)})
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = insert(SnapshotReferenceScore).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["snapshot_id"], set_={k: v for k, v in values.items() if k != "snapshot_id"})
         with self._session() as session:
-            row = session.get(SnapshotReferenceScore, snapshot_id)
-            if row is None:
-                row = SnapshotReferenceScore(snapshot_id=snapshot_id)
-                session.add(row)
-            row.image_count, row.palette_size, row.created_at = len(metrics), palette_size, utcnow()
-            for metric in METRICS:
-                values = [m[metric] for m in metrics if m.get(metric) is not None]
-                row_values = (sum(values) / len(values), min(values), max(values)) if values else (None,) * 3
-                for agg, value in zip(("mean", "min", "max"), row_values, strict=True):
-                    setattr(row, f"{metric}_{agg}", float(value) if value is not None else None)
-            session.flush()
-            return _reference_record(row)
+            session.execute(statement)
+            return _reference_record(session.get(SnapshotReferenceScore, snapshot_id))
 
     def snapshot_reference(self, snapshot_id: str) -> ReferenceScore | None:
         with self._session() as session:
