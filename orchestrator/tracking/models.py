@@ -281,7 +281,28 @@ class EvaluationSample(Base):
 Index("ix_evaluation_samples_run_id_epoch", EvaluationSample.run_id, EvaluationSample.epoch)
 
 
-class RunEpochScore(Base):
+class MetricAggregates:
+    """Mean/min/max of every metric in METRICS, as ``<metric>_<mean|min|max>`` columns (a per-epoch summary, a
+    snapshot's reference row)."""
+
+    unique_colors_24_mean: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_min: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_max: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_two_stage_mean: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_two_stage_min: Mapped[float | None] = mapped_column(Float)
+    unique_colors_24_two_stage_max: Mapped[float | None] = mapped_column(Float)
+    colors_95_mean: Mapped[float | None] = mapped_column(Float)
+    colors_95_min: Mapped[float | None] = mapped_column(Float)
+    colors_95_max: Mapped[float | None] = mapped_column(Float)
+    palette_distance_mean: Mapped[float | None] = mapped_column(Float)
+    palette_distance_min: Mapped[float | None] = mapped_column(Float)
+    palette_distance_max: Mapped[float | None] = mapped_column(Float)
+    grid_alignment_mean: Mapped[float | None] = mapped_column(Float)
+    grid_alignment_min: Mapped[float | None] = mapped_column(Float)
+    grid_alignment_max: Mapped[float | None] = mapped_column(Float)
+
+
+class RunEpochScore(MetricAggregates, Base):
     """Per (run, epoch): sample count, mean/min/max of each metric across prompts and seeds, blank samples.
 
     A summary table kept in step with evaluation_samples by the store in the same transaction, so that the views
@@ -294,25 +315,10 @@ class RunEpochScore(Base):
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     sample_count: Mapped[int] = mapped_column(Integer)
     reported: Mapped[bool] = mapped_column(Boolean, default=False)
-    unique_colors_24_mean: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_min: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_max: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_two_stage_mean: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_two_stage_min: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_two_stage_max: Mapped[float | None] = mapped_column(Float)
-    colors_95_mean: Mapped[float | None] = mapped_column(Float)
-    colors_95_min: Mapped[float | None] = mapped_column(Float)
-    colors_95_max: Mapped[float | None] = mapped_column(Float)
-    palette_distance_mean: Mapped[float | None] = mapped_column(Float)
-    palette_distance_min: Mapped[float | None] = mapped_column(Float)
-    palette_distance_max: Mapped[float | None] = mapped_column(Float)
-    grid_alignment_mean: Mapped[float | None] = mapped_column(Float)
-    grid_alignment_min: Mapped[float | None] = mapped_column(Float)
-    grid_alignment_max: Mapped[float | None] = mapped_column(Float)
     blank_count: Mapped[int | None] = mapped_column(Integer)  # samples matching BLANK_SAMPLE_SQL; None if reported
 
 
-class SnapshotReferenceScore(Base):
+class SnapshotReferenceScore(MetricAggregates, Base):
     """The reference row of a dataset snapshot: every metric of its training images (scored against the snapshot's
     own palette, so palette_distance is 0), mean/min/max over the images; computed once per snapshot."""
 
@@ -322,21 +328,6 @@ class SnapshotReferenceScore(Base):
                                              primary_key=True)
     image_count: Mapped[int] = mapped_column(Integer)
     palette_size: Mapped[int] = mapped_column(Integer)
-    unique_colors_24_mean: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_min: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_max: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_two_stage_mean: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_two_stage_min: Mapped[float | None] = mapped_column(Float)
-    unique_colors_24_two_stage_max: Mapped[float | None] = mapped_column(Float)
-    colors_95_mean: Mapped[float | None] = mapped_column(Float)
-    colors_95_min: Mapped[float | None] = mapped_column(Float)
-    colors_95_max: Mapped[float | None] = mapped_column(Float)
-    palette_distance_mean: Mapped[float | None] = mapped_column(Float)
-    palette_distance_min: Mapped[float | None] = mapped_column(Float)
-    palette_distance_max: Mapped[float | None] = mapped_column(Float)
-    grid_alignment_mean: Mapped[float | None] = mapped_column(Float)
-    grid_alignment_min: Mapped[float | None] = mapped_column(Float)
-    grid_alignment_max: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

@@ -39,6 +39,7 @@ from orchestrator.tracking.models import (
     Checkpoint,
     Evaluation,
     EvaluationSample,
+    MetricAggregates,
     Prompt,
     PromptSuite,
     Run,
@@ -583,9 +584,7 @@ class TrackingStore:
                     epoch=r.epoch,
                     sample_count=r.sample_count,
                     reported=bool(r.reported),
-                    metrics={
-                        m: {agg: getattr(r, f"{m}_{agg}") for agg in ("mean", "min", "max")} for m in METRICS
-                    },
+                    metrics=_metric_aggregates(r),
                     blank_count=r.blank_count,
                 )
                 for r in rows
@@ -640,7 +639,8 @@ class TrackingStore:
             ), {"no": False}).rowcount
             best = (
                 "SELECT s.{col} FROM run_epoch_scores s WHERE s.run_id = runs.id AND s.unique_colors_24_mean IS NOT NULL "
-                "AND COALESCE(s.blank_count, 0) = 0 ORDER BY s.unique_colors_24_mean, CASE WHEN s.palette_distance_mean IS NULL THEN 1 ELSE 0 END, "
+                "AND COALESCE(s.blank_count, 0) = 0 "
+                "ORDER BY s.unique_colors_24_mean, CASE WHEN s.palette_distance_mean IS NULL THEN 1 ELSE 0 END, "
                 "s.palette_distance_mean, s.epoch LIMIT 1"
             )
             session.execute(sa.text(
@@ -987,10 +987,14 @@ def _refresh_best_epoch(session: Session, run_id: str) -> None:
     )
 
 
+def _metric_aggregates(row: MetricAggregates) -> dict[str, dict[str, float | None]]:
+    return {m: {agg: getattr(row, f"{m}_{agg}") for agg in ("mean", "min", "max")} for m in METRICS}
+
+
 def _reference_record(row: SnapshotReferenceScore) -> ReferenceScore:
     return ReferenceScore(
         snapshot_id=row.snapshot_id, image_count=row.image_count, palette_size=row.palette_size,
-        metrics={m: {agg: getattr(row, f"{m}_{agg}") for agg in ("mean", "min", "max")} for m in METRICS},
+        metrics=_metric_aggregates(row),
         created_at=_aware(row.created_at),
     )
 
