@@ -51,8 +51,7 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     recorded = reference = None
     if snapshot_ref:
         with state.store() as store:
-            scored = scoring.score_snapshot(store, snapshot_ref)
-            reference = store.snapshot_reference(store.get_snapshot(snapshot_ref).id)
+            scored, reference = scoring.score_snapshot(store, snapshot_ref)
     else:
         palette = scoring.reference_palette(palette_from, state.store) if palette_from else None
         scored = scoring.score_directory(directory, palette=palette)

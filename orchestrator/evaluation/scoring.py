@@ -25,6 +25,7 @@ from orchestrator.tracking.models import METRICS
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactStore
     from orchestrator.evaluation.suites import PromptSuite
+    from orchestrator.tracking.entities import ReferenceScore
     from orchestrator.tracking.store import TrackingStore
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -113,29 +114,32 @@ def reference_palette(source: str, store_factory) -> Palette:
         paths = snapshot_image_paths(store, snapshot.id, dest)
         if store.snapshot_reference(snapshot.id) is not None:
             return palette_from_images(paths)
-        scored, palette = _score_training_images(paths, dest)
-        store.record_snapshot_reference(snapshot.id, palette_size=len(palette), metrics=[s.metrics for s in scored])
+        _, palette, _ = _record_reference(store, snapshot.id, paths, dest)
         return palette
 
 
-def score_snapshot(store: TrackingStore, ref: str) -> list[ScoredImage]:
-    """The reference row: every training image of a snapshot scored against the snapshot's own palette; the
-    per-metric mean/min/max is recorded as the snapshot's reference row."""
+def score_snapshot(store: TrackingStore, ref: str) -> tuple[list[ScoredImage], ReferenceScore]:
+    """Every training image of a snapshot scored against the snapshot's own palette, and the reference row (the
+    per-metric mean/min/max) recorded from them."""
     snapshot = store.get_snapshot(ref)
     with tempfile.TemporaryDirectory(prefix="orchestrator-reference-") as tmp:
         dest = Path(tmp) / "snapshot"
-        scored, palette = _score_training_images(snapshot_image_paths(store, snapshot.id, dest), dest)
-    store.record_snapshot_reference(snapshot.id, palette_size=len(palette), metrics=[s.metrics for s in scored])
-    return scored
+        scored, _, reference = _record_reference(store, snapshot.id, snapshot_image_paths(store, snapshot.id, dest),
+                                                 dest)
+    return scored, reference
 
 
-def _score_training_images(paths: Sequence[Path], root: Path) -> tuple[list[ScoredImage], Palette]:
+def _record_reference(store: TrackingStore, snapshot_id: str, paths: Sequence[Path],
+                      root: Path) -> tuple[list[ScoredImage], Palette, ReferenceScore]:
+    """Score a snapshot's training images against their own palette and record the snapshot's reference row."""
     palette = palette_from_images(paths)
     scored = []
     for path in paths:
         with Image.open(path) as image:
             scored.append(ScoredImage(str(path.relative_to(root)), None, "training", score_image(image, palette)))
-    return scored, palette
+    reference = store.record_snapshot_reference(snapshot_id, palette_size=len(palette),
+                                                metrics=[s.metrics for s in scored])
+    return scored, palette, reference
 
 
 def epoch_means(scored: Sequence[ScoredImage]) -> list[dict[str, Any]]:
