@@ -73,7 +73,12 @@ def downscale_24_two_stage(image: Image.Image) -> Image.Image:
     return Image.fromarray(_two_stage_pixels(image), "RGB")
 
 
-def _two_stage_pixels(image: Image.Image) -> np.ndarray:
+def _channel_planes(image: Image.Image) -> np.ndarray:
+    """The image as float64 (3, height, width) channel planes: the layout the matrix products below read."""
+    return np.stack([np.asarray(band) for band in _rgb(image).split()]).astype(np.float64)
+
+
+def _two_stage_pixels(image: Image.Image, planes: np.ndarray | None = None) -> np.ndarray:
     """The two-stage downscale as a (24, 24, 3) uint8 array.
 
     The NEAREST step keeps 576 of the 9216 LANCZOS pixels, so only those are computed: Pillow's own fixed-point
@@ -81,12 +86,11 @@ def _two_stage_pixels(image: Image.Image) -> np.ndarray:
     kept rows read, then the 24 kept rows; the integer sums are float64 matrix products, exact at these magnitudes
     (< 2^31). A test compares it with ``resize(LANCZOS).resize(NEAREST)`` on many images and sizes.
     """
-    rgb = _rgb(image)
-    width, height = rgb.size
+    planes = _channel_planes(image) if planes is None else planes
+    height, width = planes.shape[1:]
     columns, rows = _lanczos_taps(width), _lanczos_taps(height)
     first, last = rows.read_from, rows.read_to
-    planes = np.stack([np.asarray(band) for band in rgb.split()])[:, first:last]  # (3, rows read, width)
-    horizontal = _fixed_point(planes.astype(np.float64).reshape(-1, width) @ columns.weights)
+    horizontal = _fixed_point(planes[:, first:last].reshape(-1, width) @ columns.weights)  # rows the kept rows read
     kept = _fixed_point(rows.weights[first:last].T @ horizontal.reshape(3, last - first, GRID))  # (3, 24, 24)
     return kept.transpose(1, 2, 0).astype(np.uint8)
 
@@ -145,8 +149,8 @@ def _packed(image: Image.Image | np.ndarray) -> np.ndarray:
     return (a[:, 0] << 16) | (a[:, 1] << 8) | a[:, 2]
 
 
-def unique_colors(image: Image.Image) -> int:
-    """Number of distinct RGB colours of ``image`` as it is (no resizing)."""
+def unique_colors(image: Image.Image | np.ndarray) -> int:
+    """Number of distinct RGB colours of ``image`` (or an (…, 3) uint8 array) as it is (no resizing)."""
     return int(np.unique(_packed(image)).size)
 
 
@@ -158,9 +162,9 @@ def unique_colors_24(image: Image.Image) -> int:
     return unique_colors(downscale_24(image))
 
 
-def unique_colors_24_two_stage(image: Image.Image) -> int:
+def unique_colors_24_two_stage(image: Image.Image, *, planes: np.ndarray | None = None) -> int:
     """Distinct RGB colours of the 96 LANCZOS → 24 NEAREST downscale (lower is better)."""
-    return int(np.unique(_packed(_two_stage_pixels(image))).size)
+    return unique_colors(_two_stage_pixels(image, planes))
 
 
 def colors_95(image: Image.Image, *, coverage: float = COVERAGE, small: Image.Image | None = None) -> int:
@@ -365,11 +369,10 @@ def _cell_membership(length: int) -> np.ndarray:
     return (cell[:, None] == np.arange(starts.size)[None, :]).astype(np.float64)
 
 
-def grid_alignment(image: Image.Image) -> float:
+def grid_alignment(image: Image.Image, *, planes: np.ndarray | None = None) -> float:
     """Mean within-cell variance of the full image on the 24-cell grid (8-bit units², mean of R, G, B; lower is better)."""
-    rgb = _rgb(image)
-    rows, cols = _cell_membership(rgb.size[1]), _cell_membership(rgb.size[0])
-    planes = np.stack([np.asarray(band) for band in rgb.split()]).astype(np.float64)  # (3, height, width)
+    planes = _channel_planes(image) if planes is None else planes
+    rows, cols = _cell_membership(planes.shape[1]), _cell_membership(planes.shape[2])
     # Cell sums as products with the 0/1 membership matrices: integers below 2^53, so float64 keeps them exact.
     total = rows.T @ (planes @ cols)
     squares = rows.T @ ((planes * planes) @ cols)
@@ -386,12 +389,13 @@ def score_image(image: Image.Image, palette: Palette | None = None) -> dict[str,
     """Every metric of one image (``palette_distance`` is None without a palette), keyed by metric name."""
     rgb = _rgb(image)
     small = downscale_24(rgb)
+    planes = _channel_planes(rgb)  # once, for the two full-size metrics
     return {
         "unique_colors_24": float(unique_colors(small)),
-        "unique_colors_24_two_stage": float(unique_colors_24_two_stage(rgb)),
+        "unique_colors_24_two_stage": float(unique_colors_24_two_stage(rgb, planes=planes)),
         "colors_95": float(colors_95(rgb, small=small)),
         "palette_distance": palette_distance(rgb, palette, small=small) if palette is not None else None,
-        "grid_alignment": grid_alignment(rgb),
+        "grid_alignment": grid_alignment(rgb, planes=planes),
     }
 
 
