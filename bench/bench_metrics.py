@@ -63,8 +63,8 @@ def main() -> None:
     def cold(function):
         """Every colour unseen: the palette forgets what it computed before each image."""
         def run(image: Image.Image) -> None:
-            fresh = m.Palette(palette.rgb)
-            function(image, fresh)
+            palette.forget()
+            function(image, palette)
         return run
 
     rate("unique_colors_24", m.unique_colors_24, images)

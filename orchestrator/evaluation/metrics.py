@@ -27,10 +27,15 @@ so an epoch with a blank sample is never a run's best epoch (the store applies t
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from PIL import Image
+
+try:  # the compiled inner loops (setup.py); without them the numpy versions below give the same results, slower
+    from orchestrator.evaluation import _kernels
+except ImportError:  # pragma: no cover - depends on the install
+    _kernels = None
 
 GRID = 24
 TWO_STAGE_SIZE = 96
@@ -73,22 +78,32 @@ def downscale_24_two_stage(image: Image.Image) -> Image.Image:
     return Image.fromarray(_two_stage_pixels(image), "RGB")
 
 
-def _channel_planes(image: Image.Image) -> np.ndarray:
-    """The image as float64 (3, height, width) channel planes: the layout the matrix products below read."""
-    return np.stack([np.asarray(band) for band in _rgb(image).split()]).astype(np.float64)
+def _pixels(image: Image.Image) -> np.ndarray:
+    """The image as a C-contiguous (height, width, 3) uint8 array: what the full-size metrics read."""
+    return np.asarray(_rgb(image))
 
 
-def _two_stage_pixels(image: Image.Image, planes: np.ndarray | None = None) -> np.ndarray:
+def _channel_planes(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as float64 (3, height, width) channel planes: the layout the numpy matrix products below read."""
+    return np.moveaxis(pixels, 2, 0).astype(np.float64)
+
+
+def _two_stage_pixels(image: Image.Image, pixels: np.ndarray | None = None) -> np.ndarray:
     """The two-stage downscale as a (24, 24, 3) uint8 array.
 
     The NEAREST step keeps 576 of the 9216 LANCZOS pixels, so only those are computed: Pillow's own fixed-point
     LANCZOS (its coefficients, rounding and clipping, horizontal pass first) for the 24 kept columns of every row the
-    kept rows read, then the 24 kept rows; the integer sums are float64 matrix products, exact at these magnitudes
-    (< 2^31). A test compares it with ``resize(LANCZOS).resize(NEAREST)`` on many images and sizes.
+    kept rows read, then the 24 kept rows. The compiled kernel does Pillow's int32 arithmetic; the numpy version does
+    the integer sums as float64 matrix products, exact at these magnitudes (< 2^31). A test compares both with
+    ``resize(LANCZOS).resize(NEAREST)`` on many images and sizes.
     """
-    planes = _channel_planes(image) if planes is None else planes
-    height, width = planes.shape[1:]
+    pixels = _pixels(image) if pixels is None else pixels
+    height, width = pixels.shape[:2]
     columns, rows = _lanczos_taps(width), _lanczos_taps(height)
+    if _kernels is not None:
+        kept = _kernels.two_stage(pixels, height, width, columns.sparse, rows.sparse)
+        return np.frombuffer(kept, dtype=np.uint8).reshape(GRID, GRID, 3)
+    planes = _channel_planes(pixels)
     first, last = rows.read_from, rows.read_to
     horizontal = _fixed_point(planes[:, first:last].reshape(-1, width) @ columns.weights)  # rows the kept rows read
     kept = _fixed_point(rows.weights[first:last].T @ horizontal.reshape(3, last - first, GRID))  # (3, 24, 24)
@@ -105,6 +120,16 @@ class _Taps:
         self.weights = weights
         used = np.flatnonzero(weights.any(axis=1))
         self.read_from, self.read_to = int(used[0]), int(used[-1]) + 1
+        # for the compiled kernel: each kept position's first tap, tap count and int32 taps (padded to one width)
+        starts, counts = np.zeros(GRID, np.int32), np.zeros(GRID, np.int32)
+        for j in range(GRID):
+            nonzero = np.flatnonzero(weights[:, j])
+            if nonzero.size:
+                starts[j], counts[j] = nonzero[0], nonzero[-1] - nonzero[0] + 1
+        coefficients = np.zeros((GRID, max(int(counts.max()), 1)), np.int32)
+        for j in range(GRID):
+            coefficients[j, : counts[j]] = weights[starts[j] : starts[j] + counts[j], j]
+        self.sparse = (starts, counts, coefficients)
 
 
 @lru_cache(maxsize=16)
@@ -162,9 +187,9 @@ def unique_colors_24(image: Image.Image) -> int:
     return unique_colors(downscale_24(image))
 
 
-def unique_colors_24_two_stage(image: Image.Image, *, planes: np.ndarray | None = None) -> int:
+def unique_colors_24_two_stage(image: Image.Image, *, pixels: np.ndarray | None = None) -> int:
     """Distinct RGB colours of the 96 LANCZOS → 24 NEAREST downscale (lower is better)."""
-    return unique_colors(_two_stage_pixels(image, planes))
+    return unique_colors(_two_stage_pixels(image, pixels))
 
 
 def colors_95(image: Image.Image, *, coverage: float = COVERAGE, small: Image.Image | None = None) -> int:
@@ -285,7 +310,11 @@ class Palette:
         S_C ≤ 1 + 0.045·1.5·max(C1, C2) since C' ≤ 1.5 C. A first box test |ΔL| < 1.75 U (S_L < 1.75) keeps the
         N×P work to one comparison per pair.
         """
-        lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
+        lab = np.ascontiguousarray(lab, dtype=np.float64).reshape(-1, 3)
+        if _kernels is not None:  # the same search in C, with tighter bounds (see _kernels.c)
+            best = np.empty(lab.shape[0], dtype=np.float64)
+            _kernels.nearest_ciede2000(lab, self._by_lightness, best)
+            return best
         pal = self.lab
         euclid = (pal**2).sum(1)[None, :] - 2 * lab @ pal.T  # |q - p|² minus the |q|² that argmin ignores
         upper = ciede2000(lab, pal[euclid.argmin(axis=1)])
@@ -302,6 +331,10 @@ class Palette:
         if rows.size:
             np.minimum.at(best, rows, ciede2000(lab[rows], pal[cols]))
         return best
+
+    def forget(self) -> None:
+        """Drop the remembered per-colour distances (what a benchmark of unseen colours needs)."""
+        self._memo.clear()
 
     def distance_of_packed(self, colors: np.ndarray) -> np.ndarray:
         """Nearest-palette CIEDE2000 distance of packed 0xRRGGBB colours, remembered per colour.
@@ -322,6 +355,11 @@ class Palette:
             memo.update(zip(fresh.tolist(), distance.tolist()))
             known[missing] = distance
         return known
+
+    @cached_property
+    def _by_lightness(self) -> np.ndarray:
+        """The palette's L*a*b* sorted by L: the compiled search walks it outwards from each colour's L."""
+        return np.ascontiguousarray(self.lab[np.argsort(self.lab[:, 0], kind="stable")])
 
     @staticmethod
     def _chroma_of(lab: np.ndarray) -> np.ndarray:
@@ -362,6 +400,13 @@ def _cell_starts(length: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
+def _cell_index(length: int) -> np.ndarray:
+    """The grid cell (0..23) of each pixel along one axis, as int32 for the compiled kernel."""
+    starts = _cell_starts(length)
+    return np.repeat(np.arange(starts.size, dtype=np.int32), np.diff(starts, append=length))
+
+
+@lru_cache(maxsize=16)
 def _cell_membership(length: int) -> np.ndarray:
     """(length, cells) 0/1 matrix: the grid cell each pixel along one axis belongs to."""
     starts = _cell_starts(length)
@@ -369,17 +414,25 @@ def _cell_membership(length: int) -> np.ndarray:
     return (cell[:, None] == np.arange(starts.size)[None, :]).astype(np.float64)
 
 
-def grid_alignment(image: Image.Image, *, planes: np.ndarray | None = None) -> float:
+def grid_alignment(image: Image.Image, *, pixels: np.ndarray | None = None) -> float:
     """Mean within-cell variance of the full image on the 24-cell grid (8-bit units², mean of R, G, B; lower is better)."""
-    planes = _channel_planes(image) if planes is None else planes
-    rows, cols = _cell_membership(planes.shape[1]), _cell_membership(planes.shape[2])
-    # Cell sums as products with the 0/1 membership matrices: integers below 2^53, so float64 keeps them exact.
-    total = rows.T @ (planes @ cols)
-    squares = rows.T @ ((planes * planes) @ cols)
-    counts = np.outer(rows.sum(axis=0), cols.sum(axis=0))
+    pixels = _pixels(image) if pixels is None else pixels
+    height, width = pixels.shape[:2]
+    rows, cols = _cell_membership(height), _cell_membership(width)
+    counts = np.outer(rows.sum(axis=0), cols.sum(axis=0))[:, :, None]  # (24, 24, 1)
+    # Cell sums and sums of squares are integers below 2^53: exact in int64 (kernel) and in float64 (numpy products).
+    if _kernels is not None:
+        sums = np.empty((GRID, GRID, 2, 3), np.int64)
+        _kernels.cell_sums(pixels, height, width, _cell_index(height), _cell_index(width), sums)
+        sums = sums[: rows.shape[1], : cols.shape[1]]  # an image under 24 pixels has fewer cells
+        total, squares = sums[:, :, 0].astype(np.float64), sums[:, :, 1].astype(np.float64)  # (24, 24, 3)
+    else:
+        planes = _channel_planes(pixels)
+        total = (rows.T @ (planes @ cols)).transpose(1, 2, 0)
+        squares = (rows.T @ ((planes * planes) @ cols)).transpose(1, 2, 0)
     # n·Σx² − (Σx)² in exact integers: flat cells are exactly 0, as with a two-pass variance
-    variance = (counts * squares - total * total) / (counts * counts)  # (3, 24, 24)
-    return float(np.ascontiguousarray(variance.transpose(1, 2, 0)).mean())  # summed in (row, column, channel) order
+    variance = (counts * squares - total * total) / (counts * counts)  # (24, 24, 3)
+    return float(np.ascontiguousarray(variance).mean())  # summed in (row, column, channel) order either way
 
 
 # ---- all at once ------------------------------------------------------------------------------------------------
@@ -389,13 +442,13 @@ def score_image(image: Image.Image, palette: Palette | None = None) -> dict[str,
     """Every metric of one image (``palette_distance`` is None without a palette), keyed by metric name."""
     rgb = _rgb(image)
     small = downscale_24(rgb)
-    planes = _channel_planes(rgb)  # once, for the two full-size metrics
+    pixels = _pixels(rgb)  # once, for the two full-size metrics
     return {
         "unique_colors_24": float(unique_colors(small)),
-        "unique_colors_24_two_stage": float(unique_colors_24_two_stage(rgb, planes=planes)),
+        "unique_colors_24_two_stage": float(unique_colors_24_two_stage(rgb, pixels=pixels)),
         "colors_95": float(colors_95(rgb, small=small)),
         "palette_distance": palette_distance(rgb, palette, small=small) if palette is not None else None,
-        "grid_alignment": grid_alignment(rgb, planes=planes),
+        "grid_alignment": grid_alignment(rgb, pixels=pixels),
     }
 
 

@@ -1,0 +1,468 @@
+/* Compiled inner loops of orchestrator.evaluation.metrics (optional: metrics.py has numpy versions of each, which
+ * define the results and are the fallback where no C compiler was available at install time).
+ *
+ * Arrays arrive through the buffer protocol (numpy arrays, bytes), so building needs no numpy headers. The Python
+ * wrappers in metrics.py check shapes, dtypes and contiguity; these functions only check buffer sizes.
+ *
+ *   two_stage(pixels, height, width, columns, rows)  Pillow's fixed-point LANCZOS at the 24x24 kept positions
+ *   cell_sums(pixels, height, width, row_cell, column_cell, out)  per-cell sums and sums of squares
+ *   nearest_ciede2000(queries, palette, out)  exact nearest-palette CIEDE2000 distance per query
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define GRID 24
+#define PRECISION_BITS 22 /* Pillow's Resample.c: 32 - 8 - 2 */
+
+/* ---- two-stage downscale ------------------------------------------------------------------------------------- */
+
+/* Taps of the 24 kept output positions along one axis: start[j], count[j] and count[j] int32 coefficients at
+ * coefficients[j * width + k], as metrics._Taps lays them out. */
+typedef struct {
+    const int32_t *start, *count, *coefficients;
+    Py_ssize_t width;
+} Taps;
+
+static unsigned char clip8(int32_t value) {
+    /* Pillow's clip8(): the fixed-point sum shifted back to 8 bits, clamped */
+    if (value >= (1 << PRECISION_BITS << 8)) return 255;
+    if (value <= 0) return 0;
+    return (unsigned char)(value >> PRECISION_BITS);
+}
+
+static int taps_from(PyObject *object, Py_ssize_t in_size, Taps *taps, Py_buffer views[3]) {
+    /* object: a (start, count, coefficients) tuple of int32 buffers */
+    if (!PyTuple_Check(object) || PyTuple_GET_SIZE(object) != 3) {
+        PyErr_SetString(PyExc_TypeError, "taps must be a (start, count, coefficients) tuple");
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(object, i), &views[i], PyBUF_C_CONTIGUOUS) < 0) {
+            for (int k = 0; k < i; k++) PyBuffer_Release(&views[k]);
+            return -1;
+        }
+    }
+    taps->start = views[0].buf;
+    taps->count = views[1].buf;
+    taps->coefficients = views[2].buf;
+    taps->width = views[2].len / (Py_ssize_t)(GRID * sizeof(int32_t));
+    int ok = views[0].len == GRID * (Py_ssize_t)sizeof(int32_t) && views[1].len == GRID * (Py_ssize_t)sizeof(int32_t)
+             && views[2].len == taps->width * GRID * (Py_ssize_t)sizeof(int32_t);
+    for (int j = 0; ok && j < GRID; j++)
+        ok = taps->start[j] >= 0 && taps->count[j] >= 0 && taps->count[j] <= taps->width
+             && taps->start[j] + taps->count[j] <= in_size;
+    if (!ok) {
+        for (int k = 0; k < 3; k++) PyBuffer_Release(&views[k]);
+        PyErr_SetString(PyExc_ValueError, "taps do not fit the image");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *two_stage(PyObject *self, PyObject *args) {
+    Py_buffer pixels;
+    Py_ssize_t height, width;
+    PyObject *column_object, *row_object;
+    if (!PyArg_ParseTuple(args, "y*nnOO", &pixels, &height, &width, &column_object, &row_object)) return NULL;
+    if (height <= 0 || width <= 0 || pixels.len != height * width * 3) {
+        PyBuffer_Release(&pixels);
+        PyErr_SetString(PyExc_ValueError, "pixels must be height x width x 3 bytes");
+        return NULL;
+    }
+    Taps columns, rows;
+    Py_buffer column_views[3], row_views[3];
+    if (taps_from(column_object, width, &columns, column_views) < 0) {
+        PyBuffer_Release(&pixels);
+        return NULL;
+    }
+    if (taps_from(row_object, height, &rows, row_views) < 0) {
+        for (int k = 0; k < 3; k++) PyBuffer_Release(&column_views[k]);
+        PyBuffer_Release(&pixels);
+        return NULL;
+    }
+    Py_ssize_t first = height, last = 0; /* the input rows the kept rows read */
+    for (int j = 0; j < GRID; j++) {
+        if (rows.count[j] == 0) continue;
+        if (rows.start[j] < first) first = rows.start[j];
+        if (rows.start[j] + rows.count[j] > last) last = rows.start[j] + rows.count[j];
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, GRID * GRID * 3);
+    unsigned char *horizontal = last > first ? PyMem_Malloc((size_t)(last - first) * GRID * 3) : NULL;
+    if (result == NULL || (last > first && horizontal == NULL)) {
+        Py_XDECREF(result);
+        result = PyErr_NoMemory();
+        goto done;
+    }
+    const unsigned char *in = pixels.buf;
+    Py_BEGIN_ALLOW_THREADS
+    /* horizontal pass first, as Pillow does: the 24 kept columns of every row the kept rows read */
+    for (Py_ssize_t y = first; y < last; y++) {
+        const unsigned char *line = in + y * width * 3;
+        unsigned char *to = horizontal + (y - first) * GRID * 3;
+        for (int j = 0; j < GRID; j++) {
+            const int32_t *k = columns.coefficients + j * columns.width;
+            const unsigned char *from = line + (Py_ssize_t)columns.start[j] * 3;
+            int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
+            for (int x = 0; x < columns.count[j]; x++) {
+                r += from[3 * x] * k[x];
+                g += from[3 * x + 1] * k[x];
+                b += from[3 * x + 2] * k[x];
+            }
+            to[3 * j] = clip8(r);
+            to[3 * j + 1] = clip8(g);
+            to[3 * j + 2] = clip8(b);
+        }
+    }
+    /* then the vertical pass for the 24 kept rows */
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    for (int i = 0; i < GRID; i++) {
+        const int32_t *k = rows.coefficients + i * rows.width;
+        for (int j = 0; j < GRID * 3; j++) {
+            int32_t sum = 1 << (PRECISION_BITS - 1);
+            for (int y = 0; y < rows.count[i]; y++) sum += horizontal[(rows.start[i] + y - first) * GRID * 3 + j] * k[y];
+            out[i * GRID * 3 + j] = clip8(sum);
+        }
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyMem_Free(horizontal);
+    for (int k = 0; k < 3; k++) {
+        PyBuffer_Release(&column_views[k]);
+        PyBuffer_Release(&row_views[k]);
+    }
+    PyBuffer_Release(&pixels);
+    return result;
+}
+
+/* ---- grid alignment ------------------------------------------------------------------------------------------ */
+
+static PyObject *cell_sums(PyObject *self, PyObject *args) {
+    /* out: int64 (24, 24, 2, 3): per cell and channel the sum and the sum of squares of the pixel values */
+    Py_buffer pixels, row_cell, column_cell, out;
+    Py_ssize_t height, width;
+    if (!PyArg_ParseTuple(args, "y*nny*y*w*", &pixels, &height, &width, &row_cell, &column_cell, &out)) return NULL;
+    PyObject *result = NULL;
+    if (height <= 0 || width <= 0 || pixels.len != height * width * 3
+        || row_cell.len != height * (Py_ssize_t)sizeof(int32_t) || column_cell.len != width * (Py_ssize_t)sizeof(int32_t)
+        || out.len != GRID * GRID * 6 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "cell_sums: buffer sizes do not match");
+        goto done;
+    }
+    const int32_t *rows = row_cell.buf, *columns = column_cell.buf;
+    for (Py_ssize_t i = 0; i < height; i++)
+        if (rows[i] < 0 || rows[i] >= GRID) goto bad_cell;
+    for (Py_ssize_t i = 0; i < width; i++)
+        if (columns[i] < 0 || columns[i] >= GRID) goto bad_cell;
+    int64_t *sums = out.buf;
+    memset(sums, 0, (size_t)out.len);
+    const unsigned char *in = pixels.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t y = 0; y < height; y++) {
+        const unsigned char *line = in + y * width * 3;
+        int64_t *row = sums + (Py_ssize_t)rows[y] * GRID * 6;
+        /* a cell's pixels along a row are one run: sum the run in 32 bits, then add it to the cell once */
+        Py_ssize_t x = 0;
+        while (x < width) {
+            int32_t cell = columns[x];
+            uint32_t s[3] = {0, 0, 0}, q[3] = {0, 0, 0};
+            for (; x < width && columns[x] == cell; x++) {
+                for (int c = 0; c < 3; c++) {
+                    uint32_t v = line[3 * x + c];
+                    s[c] += v;
+                    q[c] += v * v;
+                }
+            }
+            int64_t *at = row + cell * 6;
+            for (int c = 0; c < 3; c++) {
+                at[c] += s[c];
+                at[3 + c] += q[c];
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+    goto done;
+bad_cell:
+    PyErr_SetString(PyExc_ValueError, "cell_sums: cell index outside 0..23");
+done:
+    PyBuffer_Release(&pixels);
+    PyBuffer_Release(&row_cell);
+    PyBuffer_Release(&column_cell);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* ---- CIEDE2000 nearest search -------------------------------------------------------------------------------- */
+
+static const double PI = 3.14159265358979323846;
+
+static double degrees(double radians) { return radians * (180.0 / PI); }
+static double radians(double degrees) { return degrees * (PI / 180.0); }
+
+static double hue_degrees(double b, double a) {
+    /* numpy's np.degrees(np.arctan2(b, a)) % 360 */
+    double h = fmod(degrees(atan2(b, a)), 360.0);
+    if (h < 0) h += 360.0;
+    return h;
+}
+
+/* CIEDE2000 (kL = kC = kH = 1): the same steps as metrics.ciede2000 (Sharma, Wu & Dalal 2005) */
+static double ciede2000(const double *lab1, const double *lab2) {
+    double L1 = lab1[0], a1 = lab1[1], b1 = lab1[2], L2 = lab2[0], a2 = lab2[1], b2 = lab2[2];
+    double c_bar = (hypot(a1, b1) + hypot(a2, b2)) / 2;
+    double c_bar7 = pow(c_bar, 7);
+    double g = 0.5 * (1 - sqrt(c_bar7 / (c_bar7 + 6103515625.0 /* 25^7 */)));
+    double a1p = (1 + g) * a1, a2p = (1 + g) * a2;
+    double c1p = hypot(a1p, b1), c2p = hypot(a2p, b2);
+    double h1p = (a1p == 0 && b1 == 0) ? 0.0 : hue_degrees(b1, a1p);
+    double h2p = (a2p == 0 && b2 == 0) ? 0.0 : hue_degrees(b2, a2p);
+
+    double d_l = L2 - L1, d_c = c2p - c1p, chroma_product = c1p * c2p;
+    double dh = h2p - h1p;
+    if (dh > 180) dh -= 360;
+    else if (dh < -180) dh += 360;
+    if (chroma_product == 0) dh = 0.0;
+    double d_h = 2 * sqrt(chroma_product) * sin(radians(dh / 2));
+
+    double l_bar = (L1 + L2) / 2, c_bar_p = (c1p + c2p) / 2, h_sum = h1p + h2p, h_bar;
+    if (chroma_product == 0) h_bar = h_sum;
+    else if (fabs(h1p - h2p) <= 180) h_bar = h_sum / 2;
+    else h_bar = h_sum < 360 ? (h_sum + 360) / 2 : (h_sum - 360) / 2;
+
+    double t = 1 - 0.17 * cos(radians(h_bar - 30)) + 0.24 * cos(radians(2 * h_bar)) + 0.32 * cos(radians(3 * h_bar + 6))
+               - 0.20 * cos(radians(4 * h_bar - 63));
+    double x = (h_bar - 275) / 25;
+    double d_theta = 30 * exp(-(x * x));
+    double c_bar_p7 = pow(c_bar_p, 7);
+    double r_c = 2 * sqrt(c_bar_p7 / (c_bar_p7 + 6103515625.0));
+    double l50 = (l_bar - 50) * (l_bar - 50);
+    double s_l = 1 + 0.015 * l50 / sqrt(20 + l50);
+    double s_c = 1 + 0.045 * c_bar_p;
+    double s_h = 1 + 0.015 * c_bar_p * t;
+    double r_t = -sin(radians(2 * d_theta)) * r_c;
+    double lightness = d_l / s_l, chroma = d_c / s_c, hue = d_h / s_h;
+    return sqrt(lightness * lightness + chroma * chroma + hue * hue + r_t * chroma * hue);
+}
+
+/* R_C of CIEDE2000 at mean chroma c: increasing in c, at most 2 */
+static double rotation_chroma(double c) {
+    double c7 = pow(c, 7);
+    return 2 * sqrt(c7 / (c7 + 6103515625.0));
+}
+
+/* What the lower bounds need of one colour (see the search below). */
+typedef struct {
+    double L, a, b, chroma;
+    double s_c_max;  /* 1 + 0.045 * 1.5 C: S_C is at most this (C' <= 1.5 C) for any pair the colour is in */
+    double r_c_max;  /* R_C(1.5 C) */
+    int warm;        /* b >= 0: primed hue in [0, 180] */
+} Colour;
+
+static void colour_from(const double *lab, Colour *colour) {
+    double chroma = hypot(lab[1], lab[2]);
+    colour->L = lab[0];
+    colour->a = lab[1];
+    colour->b = lab[2];
+    colour->chroma = chroma;
+    colour->s_c_max = 1 + 0.045 * 1.5 * chroma;
+    colour->r_c_max = rotation_chroma(1.5 * chroma);
+    colour->warm = lab[2] >= 0;
+}
+
+/* The range of CIEDE2000's T(h) over all hues, found by sampling once and widened by more than the sampling can
+ * miss (|dT/dh| < 2.5 per radian, samples 1e-3 degrees apart). */
+static double t_min = 0, t_max = 0;
+
+static void find_t_range(void) {
+    t_min = 1e9;
+    t_max = -1e9;
+    for (int i = 0; i <= 360000; i++) {
+        double h = i * 1e-3;
+        double t = 1 - 0.17 * cos(radians(h - 30)) + 0.24 * cos(radians(2 * h)) + 0.32 * cos(radians(3 * h + 6))
+                   - 0.20 * cos(radians(4 * h - 63));
+        if (t < t_min) t_min = t;
+        if (t > t_max) t_max = t;
+    }
+    t_min -= 1e-4;
+    t_max += 1e-4;
+}
+
+/* A lower bound of dE00^2 with the exact L, C' and |H'| parts and only the hue-angle terms (T and R_T) bounded; no
+ * trigonometry. r_t_limit: a bound of |R_T| / R_C for the pair (sin 60, or far less for two warm colours). */
+static double trig_free_bound(const Colour *one, const Colour *two, double s_l, double r_t_limit) {
+    double c_bar = (one->chroma + two->chroma) / 2;
+    double c_bar2 = c_bar * c_bar, c_bar7 = c_bar2 * c_bar2 * c_bar2 * c_bar;
+    double g = 0.5 * (1 - sqrt(c_bar7 / (c_bar7 + 6103515625.0)));
+    double a1p = (1 + g) * one->a, a2p = (1 + g) * two->a;
+    double c1p = sqrt(a1p * a1p + one->b * one->b), c2p = sqrt(a2p * a2p + two->b * two->b);
+    double d_c = c2p - c1p, d_a = a2p - a1p, d_b = two->b - one->b;
+    /* dH'^2 = |v2' - v1'|^2 - dC'^2 for the primed chroma vectors v' = (a', b) */
+    double d_h2 = d_a * d_a + d_b * d_b - d_c * d_c;
+    if (d_h2 < 0) d_h2 = 0;
+    double c_bar_p = (c1p + c2p) / 2;
+    double s_c = 1 + 0.045 * c_bar_p;
+    double s_h_max = 1 + 0.015 * c_bar_p * t_max, s_h_min = 1 + 0.015 * c_bar_p * t_min;
+    double c_bar_p2 = c_bar_p * c_bar_p, c_bar_p7 = c_bar_p2 * c_bar_p2 * c_bar_p2 * c_bar_p;
+    double k = r_t_limit * 2 * sqrt(c_bar_p7 / (c_bar_p7 + 6103515625.0)); /* >= |R_T| */
+    double d_l = (two->L - one->L) / s_l;
+    double x = fabs(d_c) / s_c, y_low = sqrt(d_h2) / s_h_max, y_high = sqrt(d_h2) / s_h_min;
+    /* R_T <= 0, so R_T X Y >= -k |X| |Y|: minimise y^2 - k x y over the possible |Y| in [y_low, y_high].
+     * (When X Y < 0 the term is >= 0; the bound below still holds, only less tight.) */
+    double y = k * x / 2;
+    if (y < y_low) y = y_low;
+    if (y > y_high) y = y_high;
+    return d_l * d_l + x * x + y * y - k * x * y;
+}
+
+/* First palette index with L >= lightness (the palette is sorted by L). */
+static Py_ssize_t lower_bound(const Colour *colours, Py_ssize_t p, double lightness) {
+    Py_ssize_t low = 0, high = p;
+    while (low < high) {
+        Py_ssize_t mid = (low + high) / 2;
+        if (colours[mid].L < lightness) low = mid + 1;
+        else high = mid;
+    }
+    return low;
+}
+
+/* The palette colour nearest in Euclidean L*a*b*: walked outwards in L from `at`, each side stopping once dL alone
+ * is as far as the best so far. Its CIEDE2000 distance is a close first upper bound. */
+static Py_ssize_t euclidean_nearest(const Colour *colours, Py_ssize_t p, const Colour *query, Py_ssize_t at) {
+    Py_ssize_t best_index = at < p ? at : p - 1, down = at - 1, up = at;
+    double best = INFINITY;
+    while (down >= 0 || up < p) {
+        if (down >= 0) {
+            const Colour *c = &colours[down];
+            double d_l = query->L - c->L, d_a = query->a - c->a, d_b = query->b - c->b;
+            if (d_l * d_l >= best) down = -1;
+            else {
+                double d = d_l * d_l + d_a * d_a + d_b * d_b;
+                if (d < best) best = d, best_index = down;
+                down--;
+            }
+        }
+        if (up < p) {
+            const Colour *c = &colours[up];
+            double d_l = c->L - query->L, d_a = query->a - c->a, d_b = query->b - c->b;
+            if (d_l * d_l >= best) up = p;
+            else {
+                double d = d_l * d_l + d_a * d_a + d_b * d_b;
+                if (d < best) best = d, best_index = up;
+                up++;
+            }
+        }
+    }
+    return best_index;
+}
+
+static PyObject *nearest_ciede2000(PyObject *self, PyObject *args) {
+    /* queries: float64 (N, 3) L*a*b*; palette: float64 (P, 3) L*a*b* sorted by L; out: float64 (N). */
+    Py_buffer queries, palette, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &queries, &palette, &out)) return NULL;
+    PyObject *result = NULL;
+    Colour *colours = NULL;
+    Py_ssize_t n = queries.len / (3 * (Py_ssize_t)sizeof(double)), p = palette.len / (3 * (Py_ssize_t)sizeof(double));
+    if (queries.len != n * 3 * (Py_ssize_t)sizeof(double) || palette.len != p * 3 * (Py_ssize_t)sizeof(double) || p == 0
+        || out.len != n * (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError, "nearest_ciede2000: buffer sizes do not match");
+        goto done;
+    }
+    const double *q = queries.buf, *pal = palette.buf;
+    for (Py_ssize_t k = 1; k < p; k++) {
+        if (!(pal[3 * k] >= pal[3 * (k - 1)])) {
+            PyErr_SetString(PyExc_ValueError, "nearest_ciede2000: palette not sorted by L");
+            goto done;
+        }
+    }
+    colours = PyMem_Malloc((size_t)p * sizeof(Colour));
+    if (colours == NULL) {
+        result = PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < p; k++) colour_from(pal + 3 * k, &colours[k]);
+    double *distance = out.buf;
+    /* Both primed hues in [0, 180] (b >= 0) put the mean hue there too, far from 275 degrees: then
+     * |R_T| / R_C <= sin(2 * 30 exp(-(95/25)^2) degrees), about 5.6e-7. */
+    double warm_r_t = sin(radians(2 * 30 * exp(-(95.0 / 25) * (95.0 / 25)))) + 1e-12;
+    const double sin60 = sqrt(3.0) / 2;
+
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *lab = q + 3 * i;
+        Colour query;
+        colour_from(lab, &query);
+        Py_ssize_t at = lower_bound(colours, p, query.L);
+        Py_ssize_t first = euclidean_nearest(colours, p, &query, at);
+        double best = ciede2000(lab, pal + 3 * first);
+        /* Every other colour gets lower bounds first, and CIEDE2000 only when they are below the best so far:
+         *   dE00^2 >= (dL / S_L)^2 + f (da^2 + db^2) / S_C,max^2
+         * because the chroma/hue part X^2 + Y^2 + R_T X Y >= (1 - |R_T|/2)(X^2 + Y^2), |R_T| <= sin 60 R_C, S_H <= S_C,
+         * and dC'^2 + dH'^2 = ((1 + G) da)^2 + db^2 >= da^2 + db^2; then trig_free_bound. S_L < 1.75 bounds the
+         * first term by dL alone, so the palette (sorted by L) is walked outwards from the query's L and each side
+         * stops at |dL| >= 1.75 best. */
+        Py_ssize_t down = at - 1, up = at;
+        while (down >= 0 || up < p) {
+            for (int side = 0; side < 2; side++) {
+                Py_ssize_t k;
+                if (side == 0) {
+                    if (down < 0) continue;
+                    k = down--;
+                } else {
+                    if (up >= p) continue;
+                    k = up++;
+                }
+                const Colour *c = &colours[k];
+                double limit = best + 1e-9; /* never prune a pair a rounding error away from the best */
+                double limit2 = limit * limit;
+                double d_l = c->L - query.L;
+                if (d_l * d_l >= 3.0625 * limit2) { /* 1.75^2: this side and everything beyond it are out */
+                    if (side == 0) down = -1;
+                    else up = p;
+                    continue;
+                }
+                if (k == first) continue;
+                double d_a = c->a - query.a, d_b = c->b - query.b;
+                double s_c = c->s_c_max > query.s_c_max ? c->s_c_max : query.s_c_max;
+                int warm = c->warm && query.warm;
+                double r_c = c->r_c_max > query.r_c_max ? c->r_c_max : query.r_c_max;
+                double rest = (1 - (warm ? warm_r_t : sin60) * r_c / 2) * (d_a * d_a + d_b * d_b) / (s_c * s_c);
+                if (d_l * d_l / 3.0625 + rest >= limit2) continue;
+                double l_bar50 = (c->L + query.L) / 2 - 50;
+                l_bar50 *= l_bar50;
+                double s_l = 1 + 0.015 * l_bar50 / sqrt(20 + l_bar50); /* the exact S_L: a tighter bound */
+                if (d_l * d_l / (s_l * s_l) + rest >= limit2) continue;
+                if (trig_free_bound(&query, c, s_l, warm ? warm_r_t : sin60) >= limit2) continue;
+                double d = ciede2000(lab, pal + 3 * k);
+                if (d < best) best = d;
+            }
+        }
+        distance[i] = best;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(colours);
+    PyBuffer_Release(&queries);
+    PyBuffer_Release(&palette);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"two_stage", two_stage, METH_VARARGS, "two_stage(pixels, height, width, columns, rows) -> 24x24x3 bytes"},
+    {"cell_sums", cell_sums, METH_VARARGS, "cell_sums(pixels, height, width, row_cell, column_cell, out)"},
+    {"nearest_ciede2000", nearest_ciede2000, METH_VARARGS, "nearest_ciede2000(queries, palette, out)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels", "Compiled inner loops of the metrics.", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) {
+    find_t_range();
+    return PyModule_Create(&module);
+}
