@@ -127,7 +127,7 @@ def test_palette_distance_zero_on_own_palette_and_grows_with_shift():
     assert m.palette_distance(Image.new("RGB", (24, 24), (255, 255, 255)), black) == pytest.approx(100.0, abs=1e-3)
 
 
-def test_grid_alignment_definition():
+def test_grid_alignment_definition(implementation):
     # one cell with two values 0 and 255 in equal halves of a 2x1 "image" per cell: variance 127.5²
     a = np.zeros((48, 48, 3), np.uint8)
     a[:, 1::2] = 255
@@ -142,7 +142,7 @@ def test_score_image_keys_are_the_tracked_metrics():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_nearest_distance_equals_brute_force(seed):
+def test_nearest_distance_equals_brute_force(seed, implementation):
     """The pruned search must find the same minimum as CIEDE2000 against every palette colour."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 8, (300, 3)) * 36  # a lattice palette: many near ties
@@ -160,7 +160,7 @@ def test_nearest_distance_equals_brute_force(seed):
 
 
 @pytest.mark.parametrize("size", [(512, 512), (768, 512), (48, 30), (20, 20)])
-def test_grid_alignment_equals_per_pixel_cell_variance(size):
+def test_grid_alignment_equals_per_pixel_cell_variance(size, implementation):
     """Cells are the pixels Pillow's NEAREST upscale of a 24x24 image fills; variance by the two-pass formula."""
     rng = np.random.default_rng(sum(size))
     image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
@@ -209,7 +209,7 @@ def test_best_epoch_messages_say_why_there_is_none():
 
 
 @pytest.mark.parametrize("size", [(512, 512), (768, 768), (300, 200), (96, 96), (64, 40), (1024, 512)])
-def test_two_stage_downscale_is_pillows_bit_for_bit(size):
+def test_two_stage_downscale_is_pillows_bit_for_bit(size, implementation):
     """Only the 576 LANCZOS pixels the NEAREST step keeps are computed; they must be exactly Pillow's."""
     rng = np.random.default_rng(size[0] * 7 + size[1])
     images = [
@@ -222,3 +222,123 @@ def test_two_stage_downscale_is_pillows_bit_for_bit(size):
     for image in images:
         expected = image.convert("RGB").resize((96, 96), Image.LANCZOS).resize((24, 24), Image.NEAREST)
         assert np.array_equal(np.asarray(m.downscale_24_two_stage(image)), np.asarray(expected))
+
+
+# ---- the compiled kernels and the numpy versions ------------------------------------------------------------------
+
+IMPLEMENTATIONS = ["compiled", "numpy"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def implementation(request, monkeypatch):
+    """Run a test once with the compiled kernels and once with the numpy versions that define the results."""
+    if request.param == "numpy":
+        monkeypatch.setattr(m, "_kernels", None)
+    elif m._kernels is None:
+        pytest.skip("the compiled kernels are not built in this install")
+    return request.param
+
+
+def test_compiled_kernels_are_built():
+    """The install builds them (setup.py); without a C compiler it falls back to numpy, and this test says so."""
+    import os
+
+    if os.environ.get("ORCHESTRATOR_NUMPY_METRICS_ONLY"):
+        pytest.skip("ORCHESTRATOR_NUMPY_METRICS_ONLY is set")
+    assert m._kernels is not None, (
+        "orchestrator.evaluation._kernels did not build: install a C compiler and reinstall "
+        "(pip install -e .), or set ORCHESTRATOR_NUMPY_METRICS_ONLY=1 to test the numpy versions only"
+    )
+
+
+def renders_for_comparison(count: int = 12) -> list[Image.Image]:
+    rng = np.random.default_rng(7)
+    images = []
+    for i in range(count):
+        if i % 3 == 0:
+            images.append(Image.fromarray(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)))
+        elif i % 3 == 1:
+            small = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+            images.append(Image.fromarray(small).resize((512, 640), Image.BICUBIC))
+        else:
+            images.append(pixel_art(30, i).resize((512, 512), Image.NEAREST))
+    images.append(Image.fromarray(rng.integers(0, 256, (300, 200, 4), dtype=np.uint8), "RGBA"))
+    images.append(Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)))  # fewer than 24 cells
+    return images
+
+
+def test_compiled_and_numpy_scores_agree(monkeypatch):
+    if m._kernels is None:
+        pytest.skip("the compiled kernels are not built in this install")
+    images = renders_for_comparison()
+    palette_images = [pixel_art(40, 100 + i).resize((512, 512), Image.NEAREST) for i in range(5)]
+    compiled = [m.score_image(image, m.palette_of(palette_images)) for image in images]
+    monkeypatch.setattr(m, "_kernels", None)
+    reference = [m.score_image(image, m.palette_of(palette_images)) for image in images]
+    for got, want in zip(compiled, reference):
+        for name in ("unique_colors_24", "unique_colors_24_two_stage", "colors_95", "grid_alignment"):
+            assert got[name] == want[name], name  # integer arithmetic both ways: equal to the bit
+        assert got["palette_distance"] == pytest.approx(want["palette_distance"], rel=0, abs=1e-12)
+
+
+def test_pillows_storage_and_a_numpy_copy_give_the_same_scores():
+    if m._kernels is None:
+        pytest.skip("the compiled kernels are not built in this install")
+    for image in renders_for_comparison(6):
+        borrowed = m._pixels(image)
+        assert isinstance(borrowed, tuple)  # Pillow's Arrow export: no copy
+        copied = np.asarray(image.convert("RGB"))
+        rgb = image.convert("RGB")
+        assert np.array_equal(m._two_stage_pixels(rgb, borrowed), m._two_stage_pixels(rgb, copied))
+        assert m.grid_alignment(rgb, pixels=borrowed) == m.grid_alignment(rgb, pixels=copied)
+
+
+def test_an_image_in_several_memory_blocks_is_copied_instead():
+    """Pillow stores big images in blocks; its Arrow export refuses them, so the kernels get a numpy copy."""
+    big = Image.fromarray(np.random.default_rng(3).integers(0, 256, (2400, 2400, 3), dtype=np.uint8))
+    pixels = m._pixels(big)
+    if m._kernels is not None:
+        assert isinstance(pixels, np.ndarray)
+    expected = big.resize((96, 96), Image.LANCZOS).resize((24, 24), Image.NEAREST)
+    assert np.array_equal(np.asarray(m.downscale_24_two_stage(big)), np.asarray(expected))
+
+
+def test_kernels_refuse_wrong_input():
+    kernels = m._kernels
+    if kernels is None:
+        pytest.skip("the compiled kernels are not built in this install")
+    taps = m._lanczos_taps(64).sparse
+    with pytest.raises(ValueError, match="height x width x 3"):
+        kernels.two_stage(np.zeros((64, 63, 3), np.uint8), 64, 64, taps, taps)
+    with pytest.raises(ValueError, match="taps do not fit"):
+        kernels.two_stage(np.zeros((32, 32, 3), np.uint8), 32, 32, taps, taps)
+    with pytest.raises(ValueError, match="RGB image of this size"):
+        kernels.two_stage(Image.new("RGB", (64, 32)).__arrow_c_array__(), 64, 64, taps, taps)
+    with pytest.raises(ValueError, match="not sorted by L"):
+        kernels.nearest_ciede2000(np.zeros((1, 3)), np.array([[50.0, 0, 0], [10.0, 0, 0]]), np.empty(1))
+    with pytest.raises(ValueError, match="buffer sizes"):
+        kernels.nearest_ciede2000(np.zeros((2, 3)), np.array([[50.0, 0, 0]]), np.empty(1))
+    with pytest.raises(ValueError, match="buffer sizes"):
+        kernels.nearest_ciede2000(np.zeros((1, 3)), np.empty((0, 3)), np.empty(1))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nearest_search_is_exact_where_the_bounds_are_tightest(seed, implementation):
+    """Saturated blues and purples (mean hue near 275°, where R_T is largest), greys (zero chroma), warm colours (the
+    b ≥ 0 shortcut) and exact palette members, against CIEDE2000 to every palette colour."""
+    rng = np.random.default_rng(seed)
+    blues = np.stack([rng.integers(0, 120, 150), rng.integers(0, 80, 150), rng.integers(150, 256, 150)], axis=1)
+    greys = np.repeat(rng.integers(0, 256, (40, 1)), 3, axis=1)
+    warm = np.stack([rng.integers(150, 256, 150), rng.integers(60, 200, 150), rng.integers(0, 90, 150)], axis=1)
+    palette = m.Palette(np.concatenate([blues[:60], greys[:20], warm[:60], rng.integers(0, 256, (60, 3))]))
+    queries = np.concatenate([blues, greys, warm, rng.integers(0, 256, (400, 3)), palette.rgb[:30]])
+    lab = m.rgb_to_lab(queries)
+    brute = m.ciede2000(lab[:, None, :], palette.lab[None, :, :]).min(axis=1)
+    np.testing.assert_allclose(palette.nearest_distance(lab), brute, rtol=0, atol=1e-12)
+    assert np.all(palette.nearest_distance(palette.lab[:30]) == 0.0)
+
+
+def test_nearest_search_with_a_one_colour_palette(implementation):
+    palette = m.Palette([[0, 0, 255]])
+    lab = m.rgb_to_lab(np.array([[0, 0, 255], [255, 255, 255], [10, 0, 200]]))
+    np.testing.assert_allclose(palette.nearest_distance(lab), m.ciede2000(lab, palette.lab[0]), rtol=0, atol=1e-12)

@@ -17,6 +17,76 @@
 #define GRID 24
 #define PRECISION_BITS 22 /* Pillow's Resample.c: 32 - 8 - 2 */
 
+/* ---- pixels -------------------------------------------------------------------------------------------------- */
+
+/* The Arrow C data interface structs (https://arrow.apache.org/docs/format/CDataInterface.html), a stable ABI. */
+struct ArrowSchema {
+    const char *format, *name, *metadata;
+    int64_t flags, n_children;
+    struct ArrowSchema **children, *dictionary;
+    void (*release)(struct ArrowSchema *);
+    void *private_data;
+};
+
+struct ArrowArray {
+    int64_t length, null_count, offset, n_buffers, n_children;
+    const void **buffers;
+    struct ArrowArray **children, *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+/* An RGB image's pixels: a C-contiguous height x width x 3 buffer (a numpy array), or Pillow's own storage of 4 bytes
+ * a pixel (R, G, B, pad) borrowed without a copy through its Arrow export, Image.__arrow_c_array__() (Pillow >= 11.2;
+ * the capsules keep the image's memory alive while they are held). */
+typedef struct {
+    const unsigned char *data;
+    Py_ssize_t stride; /* bytes per pixel: 3 or 4 */
+    Py_buffer view;
+    int has_view;
+} Pixels;
+
+static int pixels_from(PyObject *source, Py_ssize_t height, Py_ssize_t width, Pixels *pixels) {
+    pixels->has_view = 0;
+    if (height <= 0 || width <= 0) {
+        PyErr_SetString(PyExc_ValueError, "an image needs a positive height and width");
+        return -1;
+    }
+    if (PyTuple_Check(source) && PyTuple_GET_SIZE(source) == 2) {
+        struct ArrowSchema *schema = PyCapsule_GetPointer(PyTuple_GET_ITEM(source, 0), "arrow_schema");
+        if (schema == NULL) return -1;
+        struct ArrowArray *array = PyCapsule_GetPointer(PyTuple_GET_ITEM(source, 1), "arrow_array");
+        if (array == NULL) return -1;
+        if (strcmp(schema->format, "+w:4") != 0 || schema->n_children != 1 || strcmp(schema->children[0]->format, "C") != 0
+            || array->length != height * width || array->n_children != 1 || array->children[0]->n_buffers != 2
+            || array->children[0]->buffers[1] == NULL
+            || array->children[0]->length < 4 * (array->offset + height * width)) {
+            PyErr_SetString(PyExc_ValueError, "not the Arrow export of an RGB image of this size");
+            return -1;
+        }
+        const struct ArrowArray *bytes = array->children[0];
+        pixels->data = (const unsigned char *)bytes->buffers[1] + bytes->offset + 4 * array->offset;
+        pixels->stride = 4;
+        return 0;
+    }
+    if (PyObject_GetBuffer(source, &pixels->view, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    pixels->has_view = 1;
+    if (pixels->view.len != height * width * 3) {
+        PyBuffer_Release(&pixels->view);
+        pixels->has_view = 0;
+        PyErr_SetString(PyExc_ValueError, "pixels must be height x width x 3 bytes");
+        return -1;
+    }
+    pixels->data = pixels->view.buf;
+    pixels->stride = 3;
+    return 0;
+}
+
+static void pixels_release(Pixels *pixels) {
+    if (pixels->has_view) PyBuffer_Release(&pixels->view);
+    pixels->has_view = 0;
+}
+
 /* ---- two-stage downscale ------------------------------------------------------------------------------------- */
 
 /* Taps of the 24 kept output positions along one axis: start[j], count[j] and count[j] int32 coefficients at
@@ -62,25 +132,43 @@ static int taps_from(PyObject *object, Py_ssize_t in_size, Taps *taps, Py_buffer
     return 0;
 }
 
-static PyObject *two_stage(PyObject *self, PyObject *args) {
-    Py_buffer pixels;
-    Py_ssize_t height, width;
-    PyObject *column_object, *row_object;
-    if (!PyArg_ParseTuple(args, "y*nnOO", &pixels, &height, &width, &column_object, &row_object)) return NULL;
-    if (height <= 0 || width <= 0 || pixels.len != height * width * 3) {
-        PyBuffer_Release(&pixels);
-        PyErr_SetString(PyExc_ValueError, "pixels must be height x width x 3 bytes");
-        return NULL;
+/* Pillow's horizontal pass for the 24 kept columns of rows [first, last); stride is a constant where it is inlined. */
+static inline void horizontal_pass(const unsigned char *in, Py_ssize_t stride, Py_ssize_t width, Py_ssize_t first,
+                                   Py_ssize_t last, const Taps *columns, unsigned char *horizontal) {
+    for (Py_ssize_t y = first; y < last; y++) {
+        const unsigned char *line = in + y * width * stride;
+        unsigned char *to = horizontal + (y - first) * GRID * 3;
+        for (int j = 0; j < GRID; j++) {
+            const int32_t *k = columns->coefficients + j * columns->width;
+            const unsigned char *from = line + (Py_ssize_t)columns->start[j] * stride;
+            int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
+            for (int x = 0; x < columns->count[j]; x++) {
+                r += from[stride * x] * k[x];
+                g += from[stride * x + 1] * k[x];
+                b += from[stride * x + 2] * k[x];
+            }
+            to[3 * j] = clip8(r);
+            to[3 * j + 1] = clip8(g);
+            to[3 * j + 2] = clip8(b);
+        }
     }
+}
+
+static PyObject *two_stage(PyObject *self, PyObject *args) {
+    PyObject *source, *column_object, *row_object;
+    Py_ssize_t height, width;
+    if (!PyArg_ParseTuple(args, "OnnOO", &source, &height, &width, &column_object, &row_object)) return NULL;
+    Pixels pixels;
+    if (pixels_from(source, height, width, &pixels) < 0) return NULL;
     Taps columns, rows;
     Py_buffer column_views[3], row_views[3];
     if (taps_from(column_object, width, &columns, column_views) < 0) {
-        PyBuffer_Release(&pixels);
+        pixels_release(&pixels);
         return NULL;
     }
     if (taps_from(row_object, height, &rows, row_views) < 0) {
         for (int k = 0; k < 3; k++) PyBuffer_Release(&column_views[k]);
-        PyBuffer_Release(&pixels);
+        pixels_release(&pixels);
         return NULL;
     }
     Py_ssize_t first = height, last = 0; /* the input rows the kept rows read */
@@ -96,26 +184,10 @@ static PyObject *two_stage(PyObject *self, PyObject *args) {
         result = PyErr_NoMemory();
         goto done;
     }
-    const unsigned char *in = pixels.buf;
     Py_BEGIN_ALLOW_THREADS
     /* horizontal pass first, as Pillow does: the 24 kept columns of every row the kept rows read */
-    for (Py_ssize_t y = first; y < last; y++) {
-        const unsigned char *line = in + y * width * 3;
-        unsigned char *to = horizontal + (y - first) * GRID * 3;
-        for (int j = 0; j < GRID; j++) {
-            const int32_t *k = columns.coefficients + j * columns.width;
-            const unsigned char *from = line + (Py_ssize_t)columns.start[j] * 3;
-            int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
-            for (int x = 0; x < columns.count[j]; x++) {
-                r += from[3 * x] * k[x];
-                g += from[3 * x + 1] * k[x];
-                b += from[3 * x + 2] * k[x];
-            }
-            to[3 * j] = clip8(r);
-            to[3 * j + 1] = clip8(g);
-            to[3 * j + 2] = clip8(b);
-        }
-    }
+    if (pixels.stride == 4) horizontal_pass(pixels.data, 4, width, first, last, &columns, horizontal);
+    else horizontal_pass(pixels.data, 3, width, first, last, &columns, horizontal);
     /* then the vertical pass for the 24 kept rows */
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
     for (int i = 0; i < GRID; i++) {
@@ -133,20 +205,49 @@ done:
         PyBuffer_Release(&column_views[k]);
         PyBuffer_Release(&row_views[k]);
     }
-    PyBuffer_Release(&pixels);
+    pixels_release(&pixels);
     return result;
 }
 
 /* ---- grid alignment ------------------------------------------------------------------------------------------ */
 
+/* Add each row's per-cell run sums to the cell; stride is a constant where it is inlined. */
+static inline void add_cell_sums(const unsigned char *in, Py_ssize_t stride, Py_ssize_t height, Py_ssize_t width,
+                                 const int32_t *rows, const int32_t *columns, int64_t *sums) {
+    for (Py_ssize_t y = 0; y < height; y++) {
+        const unsigned char *line = in + y * width * stride;
+        int64_t *row = sums + (Py_ssize_t)rows[y] * GRID * 6;
+        /* a cell's pixels along a row are one run: sum the run, then add it to the cell once */
+        Py_ssize_t x = 0;
+        while (x < width) {
+            int32_t cell = columns[x];
+            uint64_t s[3] = {0, 0, 0}, q[3] = {0, 0, 0};
+            for (; x < width && columns[x] == cell; x++) {
+                for (int c = 0; c < 3; c++) {
+                    uint64_t v = line[stride * x + c];
+                    s[c] += v;
+                    q[c] += v * v;
+                }
+            }
+            int64_t *at = row + cell * 6;
+            for (int c = 0; c < 3; c++) {
+                at[c] += (int64_t)s[c];
+                at[3 + c] += (int64_t)q[c];
+            }
+        }
+    }
+}
+
 static PyObject *cell_sums(PyObject *self, PyObject *args) {
     /* out: int64 (24, 24, 2, 3): per cell and channel the sum and the sum of squares of the pixel values */
-    Py_buffer pixels, row_cell, column_cell, out;
+    PyObject *source;
+    Py_buffer row_cell, column_cell, out;
     Py_ssize_t height, width;
-    if (!PyArg_ParseTuple(args, "y*nny*y*w*", &pixels, &height, &width, &row_cell, &column_cell, &out)) return NULL;
+    if (!PyArg_ParseTuple(args, "Onny*y*w*", &source, &height, &width, &row_cell, &column_cell, &out)) return NULL;
     PyObject *result = NULL;
-    if (height <= 0 || width <= 0 || pixels.len != height * width * 3
-        || row_cell.len != height * (Py_ssize_t)sizeof(int32_t) || column_cell.len != width * (Py_ssize_t)sizeof(int32_t)
+    Pixels pixels;
+    if (pixels_from(source, height, width, &pixels) < 0) goto done;
+    if (row_cell.len != height * (Py_ssize_t)sizeof(int32_t) || column_cell.len != width * (Py_ssize_t)sizeof(int32_t)
         || out.len != GRID * GRID * 6 * (Py_ssize_t)sizeof(int64_t)) {
         PyErr_SetString(PyExc_ValueError, "cell_sums: buffer sizes do not match");
         goto done;
@@ -158,37 +259,16 @@ static PyObject *cell_sums(PyObject *self, PyObject *args) {
         if (columns[i] < 0 || columns[i] >= GRID) goto bad_cell;
     int64_t *sums = out.buf;
     memset(sums, 0, (size_t)out.len);
-    const unsigned char *in = pixels.buf;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t y = 0; y < height; y++) {
-        const unsigned char *line = in + y * width * 3;
-        int64_t *row = sums + (Py_ssize_t)rows[y] * GRID * 6;
-        /* a cell's pixels along a row are one run: sum the run in 32 bits, then add it to the cell once */
-        Py_ssize_t x = 0;
-        while (x < width) {
-            int32_t cell = columns[x];
-            uint32_t s[3] = {0, 0, 0}, q[3] = {0, 0, 0};
-            for (; x < width && columns[x] == cell; x++) {
-                for (int c = 0; c < 3; c++) {
-                    uint32_t v = line[3 * x + c];
-                    s[c] += v;
-                    q[c] += v * v;
-                }
-            }
-            int64_t *at = row + cell * 6;
-            for (int c = 0; c < 3; c++) {
-                at[c] += s[c];
-                at[3 + c] += q[c];
-            }
-        }
-    }
+    if (pixels.stride == 4) add_cell_sums(pixels.data, 4, height, width, rows, columns, sums);
+    else add_cell_sums(pixels.data, 3, height, width, rows, columns, sums);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
     goto done;
 bad_cell:
     PyErr_SetString(PyExc_ValueError, "cell_sums: cell index outside 0..23");
 done:
-    PyBuffer_Release(&pixels);
+    pixels_release(&pixels);
     PyBuffer_Release(&row_cell);
     PyBuffer_Release(&column_cell);
     PyBuffer_Release(&out);
@@ -203,20 +283,24 @@ static double degrees(double radians) { return radians * (180.0 / PI); }
 static double radians(double degrees) { return degrees * (PI / 180.0); }
 
 static double hue_degrees(double b, double a) {
-    /* numpy's np.degrees(np.arctan2(b, a)) % 360 */
-    double h = fmod(degrees(atan2(b, a)), 360.0);
-    if (h < 0) h += 360.0;
-    return h;
+    /* numpy's np.degrees(np.arctan2(b, a)) % 360 (atan2 is within [-180, 180] degrees) */
+    double h = degrees(atan2(b, a));
+    return h < 0 ? h + 360.0 : h;
+}
+
+static double seventh(double x) {
+    double x2 = x * x;
+    return x2 * x2 * x2 * x;
 }
 
 /* CIEDE2000 (kL = kC = kH = 1): the same steps as metrics.ciede2000 (Sharma, Wu & Dalal 2005) */
 static double ciede2000(const double *lab1, const double *lab2) {
     double L1 = lab1[0], a1 = lab1[1], b1 = lab1[2], L2 = lab2[0], a2 = lab2[1], b2 = lab2[2];
-    double c_bar = (hypot(a1, b1) + hypot(a2, b2)) / 2;
-    double c_bar7 = pow(c_bar, 7);
+    double c_bar = (sqrt(a1 * a1 + b1 * b1) + sqrt(a2 * a2 + b2 * b2)) / 2;
+    double c_bar7 = seventh(c_bar);
     double g = 0.5 * (1 - sqrt(c_bar7 / (c_bar7 + 6103515625.0 /* 25^7 */)));
     double a1p = (1 + g) * a1, a2p = (1 + g) * a2;
-    double c1p = hypot(a1p, b1), c2p = hypot(a2p, b2);
+    double c1p = sqrt(a1p * a1p + b1 * b1), c2p = sqrt(a2p * a2p + b2 * b2);
     double h1p = (a1p == 0 && b1 == 0) ? 0.0 : hue_degrees(b1, a1p);
     double h2p = (a2p == 0 && b2 == 0) ? 0.0 : hue_degrees(b2, a2p);
 
@@ -236,7 +320,7 @@ static double ciede2000(const double *lab1, const double *lab2) {
                - 0.20 * cos(radians(4 * h_bar - 63));
     double x = (h_bar - 275) / 25;
     double d_theta = 30 * exp(-(x * x));
-    double c_bar_p7 = pow(c_bar_p, 7);
+    double c_bar_p7 = seventh(c_bar_p);
     double r_c = 2 * sqrt(c_bar_p7 / (c_bar_p7 + 6103515625.0));
     double l50 = (l_bar - 50) * (l_bar - 50);
     double s_l = 1 + 0.015 * l50 / sqrt(20 + l50);
@@ -247,29 +331,87 @@ static double ciede2000(const double *lab1, const double *lab2) {
     return sqrt(lightness * lightness + chroma * chroma + hue * hue + r_t * chroma * hue);
 }
 
-/* R_C of CIEDE2000 at mean chroma c: increasing in c, at most 2 */
+/* R_C of CIEDE2000 at mean chroma c: increasing in c, below 2 */
 static double rotation_chroma(double c) {
-    double c7 = pow(c, 7);
+    double c7 = seventh(c);
     return 2 * sqrt(c7 / (c7 + 6103515625.0));
 }
+
+/* Both primed hues in [0, 180] (b >= 0, "warm" colours) put the mean hue there too, far from 275 degrees: then
+ * |R_T| / R_C <= sin(2 * 30 exp(-(95/25)^2) degrees), about 5.6e-7 (set at import). */
+static double warm_r_t = 0;
 
 /* What the lower bounds need of one colour (see the search below). */
 typedef struct {
     double L, a, b, chroma;
-    double s_c_max;  /* 1 + 0.045 * 1.5 C: S_C is at most this (C' <= 1.5 C) for any pair the colour is in */
-    double r_c_max;  /* R_C(1.5 C) */
-    int warm;        /* b >= 0: primed hue in [0, 180] */
+    int warm; /* b >= 0: primed hue in [0, 180] */
 } Colour;
 
 static void colour_from(const double *lab, Colour *colour) {
-    double chroma = hypot(lab[1], lab[2]);
+    double chroma = sqrt(lab[1] * lab[1] + lab[2] * lab[2]);
     colour->L = lab[0];
     colour->a = lab[1];
     colour->b = lab[2];
     colour->chroma = chroma;
-    colour->s_c_max = 1 + 0.045 * 1.5 * chroma;
-    colour->r_c_max = rotation_chroma(1.5 * chroma);
     colour->warm = lab[2] >= 0;
+}
+
+/* 1 / S_L^2 at its largest over each 1/4 unit of mean L (S_L grows with |L - 50|), for a lower bound of (dL / S_L)^2
+ * without a square root. Mean L outside [0, 100] (not from 8-bit sRGB) falls back to S_L < 1.75 near the ends. */
+#define S_L_BINS 400
+static double inverse_s_l2[S_L_BINS];
+
+static double s_l_of(double l_bar) {
+    double l50 = (l_bar - 50) * (l_bar - 50);
+    return 1 + 0.015 * l50 / sqrt(20 + l50);
+}
+
+static void find_s_l_bins(void) {
+    for (int i = 0; i < S_L_BINS; i++) {
+        double low = i * (100.0 / S_L_BINS), high = (i + 1) * (100.0 / S_L_BINS);
+        double nearest50 = low > 50 ? low : (high < 50 ? high : 50); /* the smallest S_L of the bin */
+        double s_l = s_l_of(nearest50) * (1 - 1e-12);
+        inverse_s_l2[i] = 1 / (s_l * s_l);
+    }
+}
+
+static double inverse_s_l2_at(double l_bar) {
+    if (!(l_bar >= 0 && l_bar < 100)) return 1 / 3.0625;
+    return inverse_s_l2[(int)(l_bar * (S_L_BINS / 100.0))];
+}
+
+/* The chroma/hue part of dE00^2 is at least factor (da^2 + db^2) / S_C^2 (see the search), and both S_C and the
+ * R_T limit in the factor depend on the mean primed chroma C' only, which is at most (1 + G) C for the mean
+ * unprimed chroma C (C'_i = |((1 + G) a_i, b_i)| <= (1 + G) C_i, and G is a function of C). So per 1/4 unit of C:
+ * the smallest factor / S_C^2 over the bin, for a warm pair (|R_T| tiny) and for any pair. */
+#define CHROMA_BINS 800 /* C up to 200: sRGB reaches about 134 */
+#define CHROMA_BIN 0.25
+static double chroma_weight_warm[CHROMA_BINS], chroma_weight_any[CHROMA_BINS];
+
+static double primed_chroma_limit(double c) {
+    double g = 0.5 * (1 - sqrt(seventh(c) / (seventh(c) + 6103515625.0)));
+    return (1 + g) * c;
+}
+
+static void find_chroma_bins(void) {
+    const double sin60 = sqrt(3.0) / 2;
+    for (int i = 0; i < CHROMA_BINS; i++) {
+        double largest = 0; /* of (1 + G) C over the bin, by sampling; its slope is below 1.6, so the padding covers */
+        for (int k = 0; k <= 64; k++) {
+            double value = primed_chroma_limit((i + k / 64.0) * CHROMA_BIN);
+            if (value > largest) largest = value;
+        }
+        largest += 1.6 * CHROMA_BIN / 64 + 1e-9;
+        double s_c = 1 + 0.045 * largest, r_c = rotation_chroma(largest);
+        chroma_weight_warm[i] = (1 - warm_r_t * r_c / 2) / (s_c * s_c) * (1 - 1e-12);
+        chroma_weight_any[i] = (1 - sin60 * r_c / 2) / (s_c * s_c) * (1 - 1e-12);
+    }
+}
+
+static double chroma_weight(double c_bar, int warm) {
+    int bin = (int)(c_bar / CHROMA_BIN);
+    if (!(bin >= 0 && bin < CHROMA_BINS)) return 0; /* outside the table: no bound from the chroma/hue part */
+    return warm ? chroma_weight_warm[bin] : chroma_weight_any[bin];
 }
 
 /* The range of CIEDE2000's T(h) over all hues, found by sampling once and widened by more than the sampling can
@@ -294,7 +436,7 @@ static void find_t_range(void) {
  * trigonometry. r_t_limit: a bound of |R_T| / R_C for the pair (sin 60, or far less for two warm colours). */
 static double trig_free_bound(const Colour *one, const Colour *two, double s_l, double r_t_limit) {
     double c_bar = (one->chroma + two->chroma) / 2;
-    double c_bar2 = c_bar * c_bar, c_bar7 = c_bar2 * c_bar2 * c_bar2 * c_bar;
+    double c_bar7 = seventh(c_bar);
     double g = 0.5 * (1 - sqrt(c_bar7 / (c_bar7 + 6103515625.0)));
     double a1p = (1 + g) * one->a, a2p = (1 + g) * two->a;
     double c1p = sqrt(a1p * a1p + one->b * one->b), c2p = sqrt(a2p * a2p + two->b * two->b);
@@ -305,7 +447,7 @@ static double trig_free_bound(const Colour *one, const Colour *two, double s_l, 
     double c_bar_p = (c1p + c2p) / 2;
     double s_c = 1 + 0.045 * c_bar_p;
     double s_h_max = 1 + 0.015 * c_bar_p * t_max, s_h_min = 1 + 0.015 * c_bar_p * t_min;
-    double c_bar_p2 = c_bar_p * c_bar_p, c_bar_p7 = c_bar_p2 * c_bar_p2 * c_bar_p2 * c_bar_p;
+    double c_bar_p7 = seventh(c_bar_p);
     double k = r_t_limit * 2 * sqrt(c_bar_p7 / (c_bar_p7 + 6103515625.0)); /* >= |R_T| */
     double d_l = (two->L - one->L) / s_l;
     double x = fabs(d_c) / s_c, y_low = sqrt(d_h2) / s_h_max, y_high = sqrt(d_h2) / s_h_min;
@@ -384,9 +526,6 @@ static PyObject *nearest_ciede2000(PyObject *self, PyObject *args) {
     }
     for (Py_ssize_t k = 0; k < p; k++) colour_from(pal + 3 * k, &colours[k]);
     double *distance = out.buf;
-    /* Both primed hues in [0, 180] (b >= 0) put the mean hue there too, far from 275 degrees: then
-     * |R_T| / R_C <= sin(2 * 30 exp(-(95/25)^2) degrees), about 5.6e-7. */
-    double warm_r_t = sin(radians(2 * 30 * exp(-(95.0 / 25) * (95.0 / 25)))) + 1e-12;
     const double sin60 = sqrt(3.0) / 2;
 
     Py_BEGIN_ALLOW_THREADS
@@ -425,16 +564,13 @@ static PyObject *nearest_ciede2000(PyObject *self, PyObject *args) {
                 }
                 if (k == first) continue;
                 double d_a = c->a - query.a, d_b = c->b - query.b;
-                double s_c = c->s_c_max > query.s_c_max ? c->s_c_max : query.s_c_max;
                 int warm = c->warm && query.warm;
-                double r_c = c->r_c_max > query.r_c_max ? c->r_c_max : query.r_c_max;
-                double rest = (1 - (warm ? warm_r_t : sin60) * r_c / 2) * (d_a * d_a + d_b * d_b) / (s_c * s_c);
-                if (d_l * d_l / 3.0625 + rest >= limit2) continue;
-                double l_bar50 = (c->L + query.L) / 2 - 50;
-                l_bar50 *= l_bar50;
-                double s_l = 1 + 0.015 * l_bar50 / sqrt(20 + l_bar50); /* the exact S_L: a tighter bound */
-                if (d_l * d_l / (s_l * s_l) + rest >= limit2) continue;
-                if (trig_free_bound(&query, c, s_l, warm ? warm_r_t : sin60) >= limit2) continue;
+                double l_bar = (c->L + query.L) / 2;
+                if (d_l * d_l * inverse_s_l2_at(l_bar)
+                        + chroma_weight((c->chroma + query.chroma) / 2, warm) * (d_a * d_a + d_b * d_b)
+                    >= limit2)
+                    continue;
+                if (trig_free_bound(&query, c, s_l_of(l_bar), warm ? warm_r_t : sin60) >= limit2) continue;
                 double d = ciede2000(lab, pal + 3 * k);
                 if (d < best) best = d;
             }
@@ -463,6 +599,9 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__kernels(void) {
+    warm_r_t = sin(radians(2 * 30 * exp(-(95.0 / 25) * (95.0 / 25)))) + 1e-12;
     find_t_range();
+    find_s_l_bins();
+    find_chroma_bins();
     return PyModule_Create(&module);
 }

@@ -78,9 +78,21 @@ def downscale_24_two_stage(image: Image.Image) -> Image.Image:
     return Image.fromarray(_two_stage_pixels(image), "RGB")
 
 
-def _pixels(image: Image.Image) -> np.ndarray:
-    """The image as a C-contiguous (height, width, 3) uint8 array: what the full-size metrics read."""
-    return np.asarray(_rgb(image))
+def _pixels(image: Image.Image) -> object:
+    """What the full-size metrics read: for the compiled kernels Pillow's own pixel storage, borrowed through its Arrow
+    export (Pillow >= 11.2, images in one memory block: no copy), else a (height, width, 3) uint8 array."""
+    rgb = _rgb(image)
+    if _kernels is not None:
+        try:
+            return rgb.__arrow_c_array__()
+        except (AttributeError, ValueError):  # an older Pillow, or an image stored in several blocks
+            pass
+    return np.asarray(rgb)
+
+
+def _array(image: Image.Image, pixels: object) -> np.ndarray:
+    """The (height, width, 3) uint8 array the numpy versions read."""
+    return pixels if isinstance(pixels, np.ndarray) else np.asarray(_rgb(image))
 
 
 def _channel_planes(pixels: np.ndarray) -> np.ndarray:
@@ -88,7 +100,7 @@ def _channel_planes(pixels: np.ndarray) -> np.ndarray:
     return np.moveaxis(pixels, 2, 0).astype(np.float64)
 
 
-def _two_stage_pixels(image: Image.Image, pixels: np.ndarray | None = None) -> np.ndarray:
+def _two_stage_pixels(image: Image.Image, pixels: object = None) -> np.ndarray:
     """The two-stage downscale as a (24, 24, 3) uint8 array.
 
     The NEAREST step keeps 576 of the 9216 LANCZOS pixels, so only those are computed: Pillow's own fixed-point
@@ -98,12 +110,12 @@ def _two_stage_pixels(image: Image.Image, pixels: np.ndarray | None = None) -> n
     ``resize(LANCZOS).resize(NEAREST)`` on many images and sizes.
     """
     pixels = _pixels(image) if pixels is None else pixels
-    height, width = pixels.shape[:2]
+    width, height = image.size
     columns, rows = _lanczos_taps(width), _lanczos_taps(height)
     if _kernels is not None:
         kept = _kernels.two_stage(pixels, height, width, columns.sparse, rows.sparse)
         return np.frombuffer(kept, dtype=np.uint8).reshape(GRID, GRID, 3)
-    planes = _channel_planes(pixels)
+    planes = _channel_planes(_array(image, pixels))
     first, last = rows.read_from, rows.read_to
     horizontal = _fixed_point(planes[:, first:last].reshape(-1, width) @ columns.weights)  # rows the kept rows read
     kept = _fixed_point(rows.weights[first:last].T @ horizontal.reshape(3, last - first, GRID))  # (3, 24, 24)
@@ -187,7 +199,7 @@ def unique_colors_24(image: Image.Image) -> int:
     return unique_colors(downscale_24(image))
 
 
-def unique_colors_24_two_stage(image: Image.Image, *, pixels: np.ndarray | None = None) -> int:
+def unique_colors_24_two_stage(image: Image.Image, *, pixels: object = None) -> int:
     """Distinct RGB colours of the 96 LANCZOS → 24 NEAREST downscale (lower is better)."""
     return unique_colors(_two_stage_pixels(image, pixels))
 
@@ -414,10 +426,10 @@ def _cell_membership(length: int) -> np.ndarray:
     return (cell[:, None] == np.arange(starts.size)[None, :]).astype(np.float64)
 
 
-def grid_alignment(image: Image.Image, *, pixels: np.ndarray | None = None) -> float:
+def grid_alignment(image: Image.Image, *, pixels: object = None) -> float:
     """Mean within-cell variance of the full image on the 24-cell grid (8-bit units², mean of R, G, B; lower is better)."""
     pixels = _pixels(image) if pixels is None else pixels
-    height, width = pixels.shape[:2]
+    width, height = image.size
     rows, cols = _cell_membership(height), _cell_membership(width)
     counts = np.outer(rows.sum(axis=0), cols.sum(axis=0))[:, :, None]  # (24, 24, 1)
     # Cell sums and sums of squares are integers below 2^53: exact in int64 (kernel) and in float64 (numpy products).
@@ -427,7 +439,7 @@ def grid_alignment(image: Image.Image, *, pixels: np.ndarray | None = None) -> f
         sums = sums[: rows.shape[1], : cols.shape[1]]  # an image under 24 pixels has fewer cells
         total, squares = sums[:, :, 0].astype(np.float64), sums[:, :, 1].astype(np.float64)  # (24, 24, 3)
     else:
-        planes = _channel_planes(pixels)
+        planes = _channel_planes(_array(image, pixels))
         total = (rows.T @ (planes @ cols)).transpose(1, 2, 0)
         squares = (rows.T @ ((planes * planes) @ cols)).transpose(1, 2, 0)
     # n·Σx² − (Σx)² in exact integers: flat cells are exactly 0, as with a two-pass variance
