@@ -536,12 +536,14 @@ static PyObject *nearest_ciede2000(PyObject *self, PyObject *args) {
         Py_ssize_t at = lower_bound(colours, p, query.L);
         Py_ssize_t first = euclidean_nearest(colours, p, &query, at);
         double best = ciede2000(lab, pal + 3 * first);
-        /* Every other colour gets lower bounds first, and CIEDE2000 only when they are below the best so far:
-         *   dE00^2 >= (dL / S_L)^2 + f (da^2 + db^2) / S_C,max^2
-         * because the chroma/hue part X^2 + Y^2 + R_T X Y >= (1 - |R_T|/2)(X^2 + Y^2), |R_T| <= sin 60 R_C, S_H <= S_C,
-         * and dC'^2 + dH'^2 = ((1 + G) da)^2 + db^2 >= da^2 + db^2; then trig_free_bound. S_L < 1.75 bounds the
-         * first term by dL alone, so the palette (sorted by L) is walked outwards from the query's L and each side
-         * stops at |dL| >= 1.75 best. */
+        /* Every other colour gets two lower bounds first, and CIEDE2000 only when both are below the best so far.
+         * 1. dE00^2 >= (dL / S_L)^2 + (1 - |R_T|/2) (da^2 + db^2) / S_C^2: the chroma/hue part
+         *    X^2 + Y^2 + R_T X Y >= (1 - |R_T|/2)(X^2 + Y^2), S_H <= S_C (T < 3) and dC'^2 + dH'^2 =
+         *    ((1 + G) da)^2 + db^2 >= da^2 + db^2; S_L and the chroma weight come from tables (their bins' worst case),
+         *    |R_T| <= sin 60 R_C, or the warm limit when both colours have b >= 0.
+         * 2. trig_free_bound: the exact L, C' and |H'| parts, only T and R_T bounded.
+         * S_L < 1.75 for 0 <= L <= 100 (every 8-bit sRGB colour) bounds the first term by dL alone, so the palette
+         * (sorted by L) is walked outwards from the query's L and each side stops at |dL| >= 1.75 best. */
         Py_ssize_t down = at - 1, up = at;
         while (down >= 0 || up < p) {
             for (int side = 0; side < 2; side++) {

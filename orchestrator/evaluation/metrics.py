@@ -320,7 +320,8 @@ class Palette:
         ΔE00² ≥ (ΔL/S_L)² + (1 - sin 60°)·(Δa² + Δb²)/S_C,max², because |R_T| ≤ 2 sin 60° makes the chroma/hue part
         at least (1 - |R_T|/2)(ΔC'²/S_C² + ΔH'²/S_H²), ΔC'² + ΔH'² = Δa'² + Δb² ≥ Δa² + Δb², S_H ≤ S_C, and
         S_C ≤ 1 + 0.045·1.5·max(C1, C2) since C' ≤ 1.5 C. A first box test |ΔL| < 1.75 U (S_L < 1.75) keeps the
-        N×P work to one comparison per pair.
+        N×P work to one comparison per pair. The compiled kernel does the same search with tighter bounds, walking
+        the palette in L order (``_kernels.c``). Colours are those of 8-bit sRGB (0 ≤ L ≤ 100), where S_L < 1.75.
         """
         lab = np.ascontiguousarray(lab, dtype=np.float64).reshape(-1, 3)
         if _kernels is not None:  # the same search in C, with tighter bounds (see _kernels.c)
