@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import cached_property, lru_cache
+from itertools import repeat
 
 import numpy as np
 from PIL import Image
@@ -357,12 +358,14 @@ class Palette:
         """
         colors = np.asarray(colors, dtype=np.uint32)
         memo = self._memo
-        known = np.fromiter((memo.get(int(c), -1.0) for c in colors), dtype=np.float64, count=colors.size)
+        known = np.fromiter(map(memo.get, colors.tolist(), repeat(-1.0)), dtype=np.float64, count=colors.size)
         missing = known < 0
         if missing.any():
             fresh = colors[missing]
             rgb = np.stack([(fresh >> 16) & 255, (fresh >> 8) & 255, fresh & 255], axis=1)
-            distance = np.where(np.isin(fresh, self.packed), 0.0, self.nearest_distance(rgb_to_lab(rgb)))
+            # members are exactly 0 (their L*a*b* from another array may differ in the last bit)
+            at = np.minimum(np.searchsorted(self.packed, fresh), self.packed.size - 1)  # self.packed is sorted
+            distance = np.where(self.packed[at] == fresh, 0.0, self.nearest_distance(rgb_to_lab(rgb)))
             if len(memo) + fresh.size > _MEMO_LIMIT:
                 memo.clear()
             memo.update(zip(fresh.tolist(), distance.tolist()))
