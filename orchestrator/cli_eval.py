@@ -40,8 +40,11 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     their 24x24 downscales stored with them, the contact sheet stored, and the run's best epoch updated.
     """
     from orchestrator.evaluation import scoring
-    from orchestrator.evaluation.metrics import describe_best_epoch
+    from orchestrator.evaluation.metrics import compiled_kernels_in_use, describe_best_epoch
 
+    if not compiled_kernels_in_use():
+        click.echo("note: the compiled metric kernels were not built (no C compiler at install time): the scores are "
+                   "the same, computed several times slower; reinstall with a C compiler to build them", err=True)
     if (directory is None) == (snapshot_ref is None):
         raise click.UsageError("give a DIRECTORY of images or --snapshot SNAPSHOT")
     if bool(run_ref) != bool(suite_ref):

@@ -49,6 +49,20 @@ def test_outputs(tmp_path: Path) -> Path:
     return root
 
 
+def test_score_says_when_the_numpy_versions_run(test_outputs, monkeypatch):
+    from orchestrator.evaluation import metrics
+
+    built = metrics.compiled_kernels_in_use()
+    compiled = run("score", str(test_outputs), "--json")
+    monkeypatch.setattr(metrics, "_kernels", None)
+    plain = run("score", str(test_outputs), "--json")
+    assert plain.exit_code == 0
+    assert "compiled metric kernels were not built" in plain.stderr
+    assert json.loads(plain.stdout) == json.loads(compiled.stdout)  # the same scores either way
+    if built:
+        assert "compiled metric kernels" not in compiled.stderr
+
+
 def test_score_folder_table_and_json(test_outputs):
     result = run("score", str(test_outputs), "--json")
     assert result.exit_code == 0, result.output

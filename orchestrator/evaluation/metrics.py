@@ -47,6 +47,7 @@ __all__ = [
     "Palette",
     "ciede2000",
     "colors_95",
+    "compiled_kernels_in_use",
     "downscale_24",
     "downscale_24_two_stage",
     "grid_alignment",
@@ -60,6 +61,12 @@ __all__ = [
     "unique_colors_24",
     "unique_colors_24_two_stage",
 ]
+
+
+def compiled_kernels_in_use() -> bool:
+    """Whether the compiled kernels (setup.py) run the metrics; without them the numpy versions give the same scores,
+    several times slower."""
+    return _kernels is not None
 
 
 # ---- downscales ------------------------------------------------------------------------------------------------
