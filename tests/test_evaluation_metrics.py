@@ -73,6 +73,19 @@ def test_ciede2000_matches_sharma_test_data():
     np.testing.assert_allclose(m.ciede2000(lab2, lab1), expected, atol=1e-4)  # symmetric
 
 
+def test_compiled_ciede2000_matches_sharma_test_data_and_the_numpy_formula():
+    """The kernel's own CIEDE2000 (a one-colour palette's nearest distance is the formula itself), on Sharma's pairs:
+    they include the hue discontinuities (pairs 9-16: hues 180° apart, the mean-hue rule's edge)."""
+    if m._kernels is None:
+        pytest.skip("the compiled kernels are not built in this install")
+    for first, second, expected in SHARMA:
+        for query, colour in ((first, second), (second, first)):
+            got = np.empty(1)
+            m._kernels.nearest_ciede2000(np.array([query], float), np.array([colour], float), got)
+            assert got[0] == pytest.approx(expected, abs=1e-4)
+            assert got[0] == pytest.approx(m.ciede2000(np.array(query), np.array(colour)), rel=0, abs=1e-12)
+
+
 def test_rgb_to_lab_reference_points():
     np.testing.assert_allclose(m.rgb_to_lab(np.array([255, 255, 255])), [100, 0, 0], atol=1e-3)
     np.testing.assert_allclose(m.rgb_to_lab(np.array([0, 0, 0])), [0, 0, 0], atol=1e-9)
