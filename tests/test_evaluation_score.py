@@ -53,14 +53,16 @@ def test_score_says_when_the_numpy_versions_run(test_outputs, monkeypatch):
     from orchestrator.evaluation import metrics
 
     built = metrics.compiled_kernels_in_use()
-    compiled = run("score", str(test_outputs), "--json")
+    compiled, compiled_text = run("score", str(test_outputs), "--json"), run("score", str(test_outputs))
     monkeypatch.setattr(metrics, "_kernels", None)
-    plain = run("score", str(test_outputs), "--json")
-    assert plain.exit_code == 0
-    assert "compiled metric kernels were not built" in plain.stderr
+    plain, plain_text = run("score", str(test_outputs), "--json"), run("score", str(test_outputs))
+    assert plain.exit_code == 0 and plain_text.exit_code == 0
+    assert "compiled metric kernels were not built" in plain_text.stderr
+    assert plain.stderr == ""  # --json output stays clean for programs
     assert json.loads(plain.stdout) == json.loads(compiled.stdout)  # the same scores either way
+    assert plain_text.stdout == compiled_text.stdout
     if built:
-        assert "compiled metric kernels" not in compiled.stderr
+        assert "compiled metric kernels" not in compiled_text.stderr
 
 
 def test_score_folder_table_and_json(test_outputs):
