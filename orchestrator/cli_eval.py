@@ -42,9 +42,6 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     from orchestrator.evaluation import scoring
     from orchestrator.evaluation.metrics import compiled_kernels_in_use, describe_best_epoch
 
-    if not compiled_kernels_in_use() and not as_json:
-        click.echo("note: the compiled metric kernels were not built (no C compiler at install time): the scores are "
-                   "the same, computed several times slower; reinstall with a C compiler to build them", err=True)
     if (directory is None) == (snapshot_ref is None):
         raise click.UsageError("give a DIRECTORY of images or --snapshot SNAPSHOT")
     if bool(run_ref) != bool(suite_ref):
@@ -86,6 +83,9 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
         if recorded.unmatched_prompts:
             click.echo(f"not in suite {suite_ref} (recorded without a prompt): "
                        f"{', '.join(recorded.unmatched_prompts)}")
+    if not compiled_kernels_in_use():
+        click.echo("note: the compiled metric kernels were not built (no C compiler at install time): the scores are "
+                   "the same, computed several times slower; reinstall with a C compiler to build them", err=True)
 
 
 @click.command("eval")
