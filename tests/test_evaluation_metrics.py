@@ -355,3 +355,26 @@ def test_nearest_search_with_a_one_colour_palette(implementation):
     palette = m.Palette([[0, 0, 255]])
     lab = m.rgb_to_lab(np.array([[0, 0, 255], [255, 255, 255], [10, 0, 200]]))
     np.testing.assert_allclose(palette.nearest_distance(lab), m.ciede2000(lab, palette.lab[0]), rtol=0, atol=1e-12)
+
+
+def test_the_compiled_searchs_bounds_never_exceed_ciede2000():
+    """The search prunes a palette colour when a lower bound of ΔE00² reaches the best distance so far; a bound above
+    the real ΔE00² could prune the nearest colour. Every pair of a broad set of sRGB colours (greys, saturated blues
+    and purples, warm colours, the cube's corners and a lattice), both bounds."""
+    if m._kernels is None:
+        pytest.skip("the compiled kernels are not built in this install")
+    rng = np.random.default_rng(11)
+    levels = np.arange(0, 256, 51)
+    lattice = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    blues = np.stack([rng.integers(0, 140, 120), rng.integers(0, 90, 120), rng.integers(120, 256, 120)], axis=1)
+    greys = np.repeat(rng.integers(0, 256, (40, 1)), 3, axis=1)
+    near_greys = np.clip(greys + rng.integers(-3, 4, greys.shape), 0, 255)
+    colours = np.concatenate([lattice, blues, greys, near_greys, rng.integers(0, 256, (300, 3))])
+    lab = m.rgb_to_lab(colours)
+    bounds = np.empty((len(lab), len(lab), 2))
+    m._kernels.pair_bounds(lab, lab, bounds)
+    exact2 = m.ciede2000(lab[:, None, :], lab[None, :, :]) ** 2
+    assert np.all(bounds[:, :, 0] <= exact2 * (1 + 1e-12) + 1e-12), float((bounds[:, :, 0] - exact2).max())
+    assert np.all(bounds[:, :, 1] <= exact2 * (1 + 1e-12) + 1e-12), float((bounds[:, :, 1] - exact2).max())
+    # and they are not vacuous: most pairs' cheap bound is within a factor 4 of the real ΔE00²
+    assert np.mean(bounds[:, :, 0] > exact2 / 4) > 0.5

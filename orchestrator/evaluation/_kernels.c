@@ -7,6 +7,7 @@
  *   two_stage(pixels, height, width, columns, rows)  Pillow's fixed-point LANCZOS at the 24x24 kept positions
  *   cell_sums(pixels, height, width, row_cell, column_cell, out)  per-cell sums and sums of squares
  *   nearest_ciede2000(queries, palette, out)  exact nearest-palette CIEDE2000 distance per query
+ *   pair_bounds(queries, palette, out)  the search's lower bounds for every pair (for tests)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -427,8 +428,9 @@ static void colour_from(const double *lab, Colour *colour) {
     colour->warm = lab[2] >= 0;
 }
 
-/* 1 / S_L^2 at its largest over each 1/4 unit of mean L (S_L grows with |L - 50|), for a lower bound of (dL / S_L)^2
- * without a square root. Mean L outside [0, 100] (not from 8-bit sRGB) falls back to S_L < 1.75 near the ends. */
+/* 1 / S_L^2 at its smallest over each 1/4 unit of mean L (S_L grows with |L - 50|: its largest value in a bin is at
+ * the end farther from 50), for a lower bound of (dL / S_L)^2 without a square root. Mean L outside [0, 100] (not
+ * from 8-bit sRGB) falls back to S_L < 1.75 near the ends. */
 #define S_L_BINS 400
 static double inverse_s_l2[S_L_BINS];
 
@@ -440,8 +442,8 @@ static double s_l_of(double l_bar) {
 static void find_s_l_bins(void) {
     for (int i = 0; i < S_L_BINS; i++) {
         double low = i * (100.0 / S_L_BINS), high = (i + 1) * (100.0 / S_L_BINS);
-        double nearest50 = low > 50 ? low : (high < 50 ? high : 50); /* the smallest S_L of the bin */
-        double s_l = s_l_of(nearest50) * (1 - 1e-12);
+        double farthest = fabs(low - 50) > fabs(high - 50) ? low : high; /* the largest S_L of the bin */
+        double s_l = s_l_of(farthest) * (1 + 1e-12);
         inverse_s_l2[i] = 1 / (s_l * s_l);
     }
 }
@@ -660,10 +662,48 @@ done:
     return result;
 }
 
+static PyObject *pair_bounds(PyObject *self, PyObject *args) {
+    /* For tests: the search's two lower bounds of dE00^2 for every (query, palette colour) pair.
+     * queries (N, 3), palette (P, 3) float64 L*a*b*; out float64 (N, P, 2). */
+    Py_buffer queries, palette, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &queries, &palette, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = queries.len / (3 * (Py_ssize_t)sizeof(double)), p = palette.len / (3 * (Py_ssize_t)sizeof(double));
+    if (queries.len != n * 3 * (Py_ssize_t)sizeof(double) || palette.len != p * 3 * (Py_ssize_t)sizeof(double)
+        || out.len != n * p * 2 * (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError, "pair_bounds: buffer sizes do not match");
+        goto done;
+    }
+    const double *q = queries.buf, *pal = palette.buf;
+    double *bounds = out.buf;
+    const double sin60 = sqrt(3.0) / 2;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Colour query;
+        colour_from(q + 3 * i, &query);
+        for (Py_ssize_t k = 0; k < p; k++) {
+            Colour c;
+            colour_from(pal + 3 * k, &c);
+            double d_l = c.L - query.L, d_a = c.a - query.a, d_b = c.b - query.b, l_bar = (c.L + query.L) / 2;
+            int warm = c.warm && query.warm;
+            double *at = bounds + 2 * (i * p + k);
+            at[0] = d_l * d_l * inverse_s_l2_at(l_bar)
+                    + chroma_weight((c.chroma + query.chroma) / 2, warm) * (d_a * d_a + d_b * d_b);
+            at[1] = trig_free_bound(&query, &c, s_l_of(l_bar), warm ? warm_r_t : sin60);
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&queries);
+    PyBuffer_Release(&palette);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"two_stage", two_stage, METH_VARARGS, "two_stage(pixels, height, width, columns, rows) -> 24x24x3 bytes"},
     {"cell_sums", cell_sums, METH_VARARGS, "cell_sums(pixels, height, width, row_cell, column_cell, out)"},
     {"nearest_ciede2000", nearest_ciede2000, METH_VARARGS, "nearest_ciede2000(queries, palette, out)"},
+    {"pair_bounds", pair_bounds, METH_VARARGS, "pair_bounds(queries, palette, out): the search's lower bounds"},
     {NULL, NULL, 0, NULL},
 };
 
