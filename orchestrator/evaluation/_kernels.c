@@ -532,6 +532,20 @@ static double trig_free_bound(const Colour *one, const Colour *two, double s_l, 
     return d_l * d_l + x * x + y * y - k * x * y;
 }
 
+/* The search's two lower bounds of dE00^2 for one pair (see nearest_ciede2000): the cheap one from the tables, and
+ * the trig-free one, which the search computes only when the cheap one is below the best so far; pair_bounds returns
+ * both for the tests. */
+static double cheap_bound(const Colour *query, const Colour *c) {
+    double d_l = c->L - query->L, d_a = c->a - query->a, d_b = c->b - query->b;
+    return d_l * d_l * inverse_s_l2_at((c->L + query->L) / 2)
+           + chroma_weight((c->chroma + query->chroma) / 2, c->warm && query->warm) * (d_a * d_a + d_b * d_b);
+}
+
+static double tight_bound(const Colour *query, const Colour *c) {
+    return trig_free_bound(query, c, s_l_of((c->L + query->L) / 2),
+                           (c->warm && query->warm) ? warm_r_t : sqrt(3.0) / 2 /* sin 60 */);
+}
+
 /* First palette index with L >= lightness (the palette is sorted by L). */
 static Py_ssize_t lower_bound(const Colour *colours, Py_ssize_t p, double lightness) {
     Py_ssize_t low = 0, high = p;
@@ -599,7 +613,6 @@ static PyObject *nearest_ciede2000(PyObject *self, PyObject *args) {
     }
     for (Py_ssize_t k = 0; k < p; k++) colour_from(pal + 3 * k, &colours[k]);
     double *distance = out.buf;
-    const double sin60 = sqrt(3.0) / 2;
 
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -638,14 +651,7 @@ static PyObject *nearest_ciede2000(PyObject *self, PyObject *args) {
                     continue;
                 }
                 if (k == first) continue;
-                double d_a = c->a - query.a, d_b = c->b - query.b;
-                int warm = c->warm && query.warm;
-                double l_bar = (c->L + query.L) / 2;
-                if (d_l * d_l * inverse_s_l2_at(l_bar)
-                        + chroma_weight((c->chroma + query.chroma) / 2, warm) * (d_a * d_a + d_b * d_b)
-                    >= limit2)
-                    continue;
-                if (trig_free_bound(&query, c, s_l_of(l_bar), warm ? warm_r_t : sin60) >= limit2) continue;
+                if (cheap_bound(&query, c) >= limit2 || tight_bound(&query, c) >= limit2) continue;
                 double d = ciede2000(lab, pal + 3 * k);
                 if (d < best) best = d;
             }
@@ -676,19 +682,14 @@ static PyObject *pair_bounds(PyObject *self, PyObject *args) {
     }
     const double *q = queries.buf, *pal = palette.buf;
     double *bounds = out.buf;
-    const double sin60 = sqrt(3.0) / 2;
     for (Py_ssize_t i = 0; i < n; i++) {
         Colour query;
         colour_from(q + 3 * i, &query);
         for (Py_ssize_t k = 0; k < p; k++) {
             Colour c;
             colour_from(pal + 3 * k, &c);
-            double d_l = c.L - query.L, d_a = c.a - query.a, d_b = c.b - query.b, l_bar = (c.L + query.L) / 2;
-            int warm = c.warm && query.warm;
-            double *at = bounds + 2 * (i * p + k);
-            at[0] = d_l * d_l * inverse_s_l2_at(l_bar)
-                    + chroma_weight((c.chroma + query.chroma) / 2, warm) * (d_a * d_a + d_b * d_b);
-            at[1] = trig_free_bound(&query, &c, s_l_of(l_bar), warm ? warm_r_t : sin60);
+            bounds[2 * (i * p + k)] = cheap_bound(&query, &c);
+            bounds[2 * (i * p + k) + 1] = tight_bound(&query, &c);
         }
     }
     result = Py_NewRef(Py_None);
