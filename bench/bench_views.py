@@ -154,7 +154,7 @@ def bench(backend: str, url: str, runs: int, epochs: int, prompts: int) -> None:
         print(f"  {label:<44} {ms:8.1f} ms {db_ms:9.1f} ms  {len(result.rows):>7,}  {verdict}")
     # The cost of recording one epoch of samples (what keeps the summary in step).
     evaluation = store.create_evaluation(some_run, mode="generate")
-    from orchestrator.tracking.store import SampleScore
+    from orchestrator.tracking.entities import SampleScore
 
     ms, _ = timed(lambda: store.record_samples(evaluation, [
         SampleScore(epoch=epochs + 1, prompt_id=p, seed=secrets.randbelow(10**9), metrics={"unique_colors_24": 200.0})

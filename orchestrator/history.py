@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError
-from orchestrator.tracking.entities import NewRun
+from orchestrator.tracking.entities import NewRun, SampleScore
 from orchestrator.tracking.models import RUN_STATUSES
-from orchestrator.tracking.store import SampleScore, TrackingStore
+from orchestrator.tracking.store import TrackingStore
 
 FORMAT = "orchestrator-history/1"
 HISTORY_SUITE = "history_phase1b_test_prompts"

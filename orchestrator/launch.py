@@ -29,7 +29,8 @@ from orchestrator.kohya.trainer_log import TrainerEvent
 from orchestrator.sd_scripts import SdScripts, locate, pinned_commit
 from orchestrator.spec import RunSpec, load_spec
 from orchestrator.tracking.entities import NewRun, RunRecord
-from orchestrator.tracking.store import TrackingStore, new_run_id
+from orchestrator.tracking.runs import new_run_id
+from orchestrator.tracking.store import TrackingStore
 
 # Variables the trainer never needs and must never see (database URLs, storage and cloud keys).
 _SECRET_PREFIXES = ("ORCHESTRATOR_DATABASE_URL", "SUPABASE_", "AWS_SECRET", "AWS_SESSION", "RUNPOD_", "PGPASSWORD",

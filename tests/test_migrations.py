@@ -101,8 +101,8 @@ def test_stale_schema_is_refused_with_the_fix(empty_db_url):
 
 def test_0003_counts_blank_samples_already_recorded_and_chooses_best_epochs_again(empty_db_url):
     """Samples scored before 0003: their blank counts are filled in and a black epoch stops being the best."""
-    from orchestrator.tracking.entities import NewRun
-    from orchestrator.tracking.store import SampleScore, TrackingStore
+    from orchestrator.tracking.entities import NewRun, SampleScore
+    from orchestrator.tracking.store import TrackingStore
 
     engine = _engine(empty_db_url)
     db.upgrade(engine)

@@ -8,9 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError
-from orchestrator.tracking.entities import NewRun
+from orchestrator.tracking.entities import NewRun, SampleScore
 from orchestrator.tracking.models import METRICS
-from orchestrator.tracking.store import SampleScore
 
 
 def test_run_lifecycle_records_status_events(store):
@@ -275,3 +274,31 @@ def test_snapshot_reference_is_an_upsert_safe_under_concurrent_writers(store, db
     assert (replaced.image_count, replaced.palette_size) == (1, 3) and replaced.metrics["colors_95"]["max"] == 2.0
     with pytest.raises(InputError, match="no images"):
         store.record_snapshot_reference(snapshot_id, palette_size=3, metrics=[])
+
+
+def _insert_caption_version(session, version_id: str) -> None:
+    from orchestrator.tracking.models import CaptionVersion
+    from orchestrator.tracking.session import utcnow
+
+    session.add(CaptionVersion(id=version_id, source="snapshot", created_at=utcnow()))
+    session.flush()
+
+
+def test_a_unit_of_work_rolls_back_and_turns_database_errors_into_ours(store):
+    from sqlalchemy.exc import IntegrityError
+
+    from orchestrator.errors import DatabaseError
+
+    with store._session() as session:
+        _insert_caption_version(session, "c" * 64)
+    # The duplicate key fails the unit after a good insert: nothing of it stays.
+    with pytest.raises(DatabaseError):
+        with store._session() as session:
+            _insert_caption_version(session, "d" * 64)
+            _insert_caption_version(session, "c" * 64)
+    # A caller that retries on a conflict gets SQLAlchemy's IntegrityError itself; the unit is rolled back either way.
+    with pytest.raises(IntegrityError):
+        with store._session(raise_conflicts=True) as session:
+            _insert_caption_version(session, "d" * 64)
+            _insert_caption_version(session, "c" * 64)
+    assert [v.id for v in store.list_caption_versions()] == ["c" * 64]

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.errors import ConfigError, InputError, NotFoundError
 from orchestrator.evaluation.metrics import Palette, downscale_24, score_image
 from orchestrator.evaluation.suites import PromptSuite, SuitePrompt, record_suite
+from orchestrator.tracking.entities import CheckpointRecord, SampleScore
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from orchestrator.artifacts import ArtifactStore
-    from orchestrator.tracking.entities import CheckpointRecord
     from orchestrator.tracking.store import TrackingStore
 
 Progress = Callable[[str], None]
@@ -199,7 +199,6 @@ def evaluate_run(
 ) -> EvaluationResult:
     """Generate, score and record ``suite`` for the run's checkpoints (all, or ``epochs``); skips recorded triples."""
     from orchestrator.artifacts import open_store
-    from orchestrator.tracking.store import SampleScore
 
     settings = settings or GenerationSettings(steps=suite.steps, cfg_scale=suite.cfg_scale, width=suite.width,
                                               height=suite.height)

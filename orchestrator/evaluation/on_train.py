@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.evaluation.suites import PromptSuite, SuitePrompt, load_suite, record_suite
+from orchestrator.tracking.entities import SampleScore
 
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactStore
@@ -132,7 +133,6 @@ class TrainingSampleScorer:
 
         from orchestrator.evaluation.generate import put_image
         from orchestrator.evaluation.metrics import downscale_24, score_image
-        from orchestrator.tracking.store import SampleScore
 
         samples = []
         for path in sorted(self.sample_dir.glob("*.png")):

@@ -20,12 +20,12 @@ from PIL import Image
 
 from orchestrator.errors import InputError
 from orchestrator.evaluation.metrics import Palette, palette_of, score_image
+from orchestrator.tracking.entities import ReferenceScore, SampleScore
 from orchestrator.tracking.models import METRICS
 
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactStore
     from orchestrator.evaluation.suites import PromptSuite
-    from orchestrator.tracking.entities import ReferenceScore
     from orchestrator.tracking.store import TrackingStore
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -181,7 +181,6 @@ def record_scored(store: TrackingStore, run_ref: str, suite: PromptSuite, scored
     stored and linked to its sample, as generation does, and the run's contact sheet is stored.
     """
     from orchestrator.evaluation.suites import record_suite
-    from orchestrator.tracking.store import SampleScore
 
     missing = [s.path for s in scored if s.epoch is None]
     if missing:

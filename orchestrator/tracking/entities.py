@@ -146,6 +146,18 @@ class EpochScore(Record):
 
 
 @dataclass(frozen=True)
+class SampleScore:
+    """One scored image of an evaluation, as a caller hands it to the store."""
+
+    epoch: int
+    prompt_id: int | None
+    seed: int | None
+    metrics: dict[str, float | None]
+    image_uri: str | None = None
+    image_24_uri: str | None = None
+
+
+@dataclass(frozen=True)
 class ReferenceScore(Record):
     """A dataset snapshot's reference row: its training images' metrics (mean/min/max), computed once."""
 

@@ -1,7 +1,7 @@
 """SQLAlchemy models of the tracking database.
 
-These rows never leave :mod:`orchestrator.tracking.store`: the store turns them into the frozen entities of
-:mod:`orchestrator.tracking.entities`. The Alembic migrations in ``migrations/`` create exactly this schema; a test
+These rows never leave the tracking store (:mod:`orchestrator.tracking.store` and its repositories): the store
+turns them into the frozen entities of :mod:`orchestrator.tracking.entities`. The Alembic migrations in ``migrations/`` create exactly this schema; a test
 compares the two.
 """
 

@@ -1,12 +1,21 @@
-"""The SQL views users query, with their columns and a stable default order.
+"""The SQL views users query: their columns, a stable default order, and the store's read side of them.
 
 The views themselves are created by the migrations (see ``migrations/versions``); this module names them for the
-CLI and the tests.
+CLI and the tests, and :class:`ViewRepository` reads them.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from orchestrator.errors import InputError, NotFoundError
+from orchestrator.tracking.entities import ViewResult
 from orchestrator.tracking.models import METRICS
+from orchestrator.tracking.session import SessionScope, aware
 
 VIEW_COLUMNS: dict[str, tuple[str, ...]] = {
     "caption_version_effectiveness": (
@@ -55,3 +64,49 @@ VIEW_ORDER: dict[str, str] = {
 
 VIEW_NAMES = tuple(VIEW_COLUMNS)
 VIEW_TIMESTAMP_COLUMNS = frozenset({"created_at"})
+
+
+class ViewRepository(SessionScope):
+    """Rows of the SQL views, filtered by column values."""
+
+    def query_view(
+        self, name: str, *, filters: dict[str, Any] | None = None, limit: int | None = None
+    ) -> ViewResult:
+        if name not in VIEW_COLUMNS:
+            raise NotFoundError(f"no view {name!r}", f"views: {', '.join(VIEW_COLUMNS)}")
+        columns = VIEW_COLUMNS[name]
+        clauses, params = [], {}
+        for i, (column, value) in enumerate((filters or {}).items()):
+            if column not in columns:
+                raise InputError(f"view {name} has no column {column!r}", f"columns: {', '.join(columns)}")
+            clauses.append(f"{column} = :p{i}")
+            params[f"p{i}"] = value
+        sql = f"SELECT {', '.join(columns)} FROM {name}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY {VIEW_ORDER[name]}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        # Only these columns need converting (timestamps: SQLite returns text); the rest pass through untouched,
+        # which keeps a 10k-row view cheap to fetch.
+        convert = [i for i, column in enumerate(columns) if column in VIEW_TIMESTAMP_COLUMNS]
+        with self._session() as session:
+            rows = [list(row) for row in session.execute(sa.text(sql), params)]
+        for row in rows:
+            for i in convert:
+                row[i] = _plain(row[i])
+        return ViewResult(name=name, columns=list(columns), rows=rows)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return aware(value).isoformat()
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == " ":
+        # SQLite returns view datetimes as text; normalise to ISO 8601 in UTC like PostgreSQL's.
+        try:
+            return aware(datetime.fromisoformat(value)).isoformat()
+        except ValueError:
+            return value
+    return value
