@@ -4,7 +4,7 @@ and the users' history file are found and work from there.
 
 The wheel is built from a copy of exactly the files it is made of (as docker/Dockerfile copies them), so that the
 build leaves nothing in the checkout. Its dependencies install from the index (pip's cache is warm) by its own
-metadata. The whole module takes about 30 s (25-30 s here, on 2 shared cores).
+metadata. The whole module takes 25-45 s here (2 shared cores; most of it is the dependencies' install).
 """
 
 from __future__ import annotations
