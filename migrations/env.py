@@ -6,6 +6,10 @@ sqlalchemy.url, $ORCHESTRATOR_DATABASE_URL, the per-user SQLite default.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 from alembic import context
 from sqlalchemy import text
 
@@ -13,6 +17,24 @@ from orchestrator.tracking.db import VERSION_TABLE, VERSION_TABLE_SCHEMA, create
 from orchestrator.tracking.models import Base
 
 config = context.config
+
+
+def _import_this_folder_as_orchestrator_migrations() -> None:
+    """The revisions import their frozen view SQL from ``orchestrator.migrations``: a wheel ships this folder under
+    that name and an editable install maps it; a checkout used without an install (plain ``alembic`` from the
+    repository root, alembic.ini putting the root on sys.path) gets the name here."""
+    try:
+        import orchestrator.migrations  # noqa: F401
+    except ModuleNotFoundError:
+        folder = Path(__file__).resolve().parent
+        spec = importlib.util.spec_from_file_location(
+            "orchestrator.migrations", folder / "__init__.py", submodule_search_locations=[str(folder)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+
+
+_import_this_folder_as_orchestrator_migrations()
 target_metadata = Base.metadata
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrations import views_v1
+from orchestrator.migrations import views_v1
 
 VIEWS = {
     **views_v1.VIEWS,

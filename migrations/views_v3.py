@@ -3,7 +3,7 @@ unique_colors_24 of the run's training images, from snapshot_reference_scores); 
 
 from __future__ import annotations
 
-from migrations import views_v1, views_v2
+from orchestrator.migrations import views_v1, views_v2
 
 VIEWS = {
     **views_v2.VIEWS,

@@ -1,4 +1,5 @@
-"""Import the users' documented run history (a TOML file, see datasets/users_history_2025.toml).
+"""Import the users' documented run history (a TOML file: datasets/users_history_2025.toml, which ships with the
+package as :data:`orchestrator.resources.USERS_HISTORY_FILE`).
 
 Idempotent: runs and caption versions get ids derived from their names, and anything already recorded is left
 as it is, so importing twice changes nothing.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError
+from orchestrator.resources import USERS_HISTORY_FILE
 from orchestrator.tracking.entities import NewRun, SampleScore
 from orchestrator.tracking.models import RUN_STATUSES
 from orchestrator.tracking.store import TrackingStore
@@ -80,7 +82,7 @@ def load_history(path: Path) -> dict[str, Any]:
         _check_keys(path, where, run, _RUN_KEYS)
         for required in ("name", "created_at", "status"):
             if required not in run:
-                raise InputError(f"{path}: {where}.{required} is missing", "see datasets/users_history_2025.toml")
+                raise InputError(f"{path}: {where}.{required} is missing", f"see {USERS_HISTORY_FILE}")
         if run["status"] not in RUN_STATUSES:
             raise InputError(f"{path}: {where}.status {run['status']!r} is unknown", f"use one of {RUN_STATUSES}")
         if not isinstance(run["created_at"], datetime):
@@ -106,7 +108,8 @@ def _check_keys(path: Path, where: str, table: dict[str, Any], allowed: set[str]
         raise InputError(f"{path}: {where} has unknown key {unknown[0]!r}", f"allowed: {', '.join(sorted(allowed))}")
 
 
-def import_history(store: TrackingStore, path: Path) -> ImportReport:
+def import_history(store: TrackingStore, path: Path = USERS_HISTORY_FILE) -> ImportReport:
+    """Import a history file, by default the users' own (shipped with the package)."""
     data = load_history(path)
     report = ImportReport()
     known_versions = {v.id for v in store.list_caption_versions()}

@@ -3,6 +3,7 @@ installed) and checked statically, and the entrypoint script is run as it is, ou
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -78,6 +79,16 @@ def test_the_baked_tokenizer_cache_is_where_launch_looks(monkeypatch):
 
     monkeypatch.setenv("ORCHESTRATOR_HOME", "/workspace/orchestrator")
     assert str(default_tokenizer_cache()) == "/workspace/orchestrator/tokenizer_cache"
+
+
+def test_the_image_copies_every_folder_the_wheel_ships():
+    """setup.py maps these repository folders into the package; `pip install .` in the image needs them all."""
+    setup_py = ast.parse((REPO / "setup.py").read_text())
+    (shipped,) = [ast.literal_eval(node.value) for node in setup_py.body
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SHIPPED_FOLDERS"]
+    copied = {rest.split()[0].rstrip("/") for kw, rest in _instructions() if kw == "COPY"}
+    assert set(shipped.values()) == {"migrations", "kohya_configs", "datasets"}
+    assert set(shipped.values()) <= copied
 
 
 def test_the_build_context_ignore_file_keeps_what_the_image_copies():

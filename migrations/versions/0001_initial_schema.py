@@ -19,7 +19,7 @@ TABLES = (
     "training_steps",
 )
 
-from migrations.views_v1 import create_views as _create_views, drop_views as _drop_views  # noqa: E402
+from orchestrator.migrations.views_v1 import create_views as _create_views, drop_views as _drop_views  # noqa: E402
 
 revision = '0001'
 down_revision = None

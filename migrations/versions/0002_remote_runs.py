@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.views_v1 import create_views, drop_views
+from orchestrator.migrations.views_v1 import create_views, drop_views
 
 
 revision = '0002'

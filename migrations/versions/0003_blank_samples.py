@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations import views_v1, views_v2
+from orchestrator.migrations import views_v1, views_v2
 
 revision = '0003'
 down_revision = '0002'

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations import views_v2, views_v3
+from orchestrator.migrations import views_v2, views_v3
 
 revision = '0004'
 down_revision = '0003'

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import InputError, NotFoundError
+from orchestrator.resources import PROMPT_SUITES_DIR
 
 if TYPE_CHECKING:
     from orchestrator.tracking.store import TrackingStore
 
-#: kohya_configs/prompt_suites/ of the source tree.
-BUILTIN_SUITES_DIR = Path(__file__).resolve().parents[2] / "kohya_configs" / "prompt_suites"
+#: kohya_configs/prompt_suites/, the checkout's or the installed wheel's.
+BUILTIN_SUITES_DIR = PROMPT_SUITES_DIR
 
 _SUITE_KEYS = {"name": str, "description": str, "negative": str, "width": int, "height": int, "steps": int,
                "cfg_scale": float}

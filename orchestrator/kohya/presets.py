@@ -12,8 +12,9 @@ A preset file starts with a comment block saying where the recipe comes from and
     network_dim = 32
 
 Presets are looked up by name in ``$ORCHESTRATOR_PRESETS_DIR`` (``os.pathsep``-separated folders) and then in the
-``kohya_configs/`` folder of the source tree; a spec may also name a preset file by path. Loading checks only the
-file's own structure; the arguments are validated against sd-scripts' schema by :mod:`orchestrator.kohya.validate`.
+shipped ``kohya_configs/`` (the checkout's or the installed wheel's, see :mod:`orchestrator.resources`); a spec may
+also name a preset file by path. Loading checks only the file's own structure; the arguments are validated against
+sd-scripts' schema by :mod:`orchestrator.kohya.validate`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from typing import Any
 from orchestrator.errors import NotFoundError
 from orchestrator.kohya.arguments import FAMILIES, SCRIPT_FOR_FAMILY, suggest
 from orchestrator.kohya.problems import Problem, SpecError, error
+from orchestrator.resources import KOHYA_CONFIGS_DIR
 
 PRESETS_DIR_ENV = "ORCHESTRATOR_PRESETS_DIR"
-#: kohya_configs/ of the source tree (an editable install or a checkout).
-BUILTIN_PRESETS_DIR = Path(__file__).resolve().parents[2] / "kohya_configs"
+#: kohya_configs/, the checkout's or the installed wheel's.
+BUILTIN_PRESETS_DIR = KOHYA_CONFIGS_DIR
 
 _META_KEYS = ("name", "family", "summary")
 _TOP_KEYS = ("preset", "arguments")

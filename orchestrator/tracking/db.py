@@ -8,7 +8,6 @@ PostgreSQL: psycopg 3 with prepared statements off, which the Supabase transacti
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -19,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from orchestrator.config import Settings, mask_url
 from orchestrator.errors import ConfigError, DatabaseError, SchemaOutOfDateError
+from orchestrator.resources import MIGRATIONS_DIR
 
 VERSION_TABLE = "alembic_version"
 VERSION_TABLE_SCHEMA = "orchestrator_meta"  # PostgreSQL only: keeps Alembic's table out of `public`
@@ -80,9 +80,8 @@ def _make_sqlite_concurrent(engine: Engine) -> None:
 def _alembic_config(connection: sa.Connection):
     from alembic.config import Config
 
-    script_location = importlib.resources.files("migrations")
     config = Config()
-    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     return config
 
@@ -92,7 +91,7 @@ def _script_directory():
     from alembic.script import ScriptDirectory
 
     config = Config()
-    config.set_main_option("script_location", str(importlib.resources.files("migrations")))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return ScriptDirectory.from_config(config)
 
 
