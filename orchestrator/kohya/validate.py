@@ -20,15 +20,14 @@ Errors fail ``plan``; warnings are reported and do not.
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
-from orchestrator.evaluation.on_train import suite_problem, training_sample_spec
-from orchestrator.kohya.arguments import KohyaArgument, ScriptSchema, load_schema, suggest
+from orchestrator.kohya.arguments import KohyaArgument, ScriptSchema, load_schema
 from orchestrator.kohya.dataset_schema import SchemaChecker
 from orchestrator.kohya.presets import Preset
-from orchestrator.kohya.problems import Problem, error, warning
 from orchestrator.kohya.render import (
     DatasetLayout,
     dataset_destination,
@@ -42,9 +41,9 @@ from orchestrator.kohya.settings import (
     Setting,
     resolve_settings,
 )
-
-if TYPE_CHECKING:
-    from orchestrator.spec import RunSpec
+from orchestrator.problems import Problem, error, suggest, warning
+from orchestrator.spec import RunSpec, load_spec
+from orchestrator.suites import suite_problem, training_sample_spec
 
 # ---- 1 + 2: names, types, choices ----------------------------------------------------------------------------
 
@@ -694,5 +693,16 @@ def validate_run(spec: RunSpec, preset: Preset, *, layout: DatasetLayout | None 
     return problems
 
 
-__all__ = ["RULES", "RuleInput", "check_arguments", "check_sample", "check_subset_options", "check_value",
-           "validate_run"]
+def check_config(config: Mapping[str, Any], family: str, source: str | None) -> list[Problem]:
+    """A spec's ``[config]`` against its family's training script (the spec's ``check_config`` at load time)."""
+    return check_arguments(config, load_schema().for_family(family), prefix="config", source=source)
+
+
+def load_checked_spec(path: str | os.PathLike[str]) -> RunSpec:
+    """Read a spec file with its ``[config]`` checked against sd-scripts' arguments: every problem of the file,
+    the spec's own and its arguments', in one :class:`SpecError`."""
+    return load_spec(path, check_config=check_config)
+
+
+__all__ = ["RULES", "RuleInput", "check_arguments", "check_config", "check_sample", "check_subset_options",
+           "check_value", "load_checked_spec", "validate_run"]
