@@ -23,6 +23,7 @@ import ast
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, TypeGuard
 
 from orchestrator.kohya.arguments import KohyaArgument, ScriptSchema, load_schema
@@ -556,6 +557,48 @@ def value_ranges(r: RuleInput) -> list[Problem]:
     if _is_number(every) and every <= 0:
         problems.append(warning("sample.every_n_epochs", f"is {every}: sd-scripts disables sampling",
                                 source=r.spec_source))
+    return problems
+
+
+#: Names sd-scripts joins onto a folder of the run's work directory (``output_dir``/``logging_dir``): one file name.
+NAME_ARGUMENTS = ("output_name", "log_prefix", "log_tracker_name")
+#: Files sd-scripts writes where the value says: relative paths that stay inside the run's work directory.
+WRITTEN_PATH_ARGUMENTS = ("console_log_file",)
+#: Files and folders sd-scripts reads. The run starts in a fresh work directory, so a relative path finds nothing
+#: of the user's; an absolute one works but is not part of the run's record.
+READ_PATH_ARGUMENTS = ("vae", "network_weights", "base_weights", "resume", "conditioning_data_dir",
+                       "log_tracker_config")
+
+
+def _escapes(value: str) -> bool:
+    """True when a relative path leaves the folder it is joined onto (or is absolute)."""
+    pure = PurePosixPath(value.replace("\\", "/"))
+    return pure.is_absolute() or bool(PureWindowsPath(value).drive) or ".." in pure.parts
+
+
+@rule
+def paths_stay_in_the_work_directory(r: RuleInput) -> list[Problem]:
+    """Nothing sd-scripts writes may land outside the run's work directory: checkpoints are registered from
+    ``output_dir``, and a name like ``../x`` or ``/tmp/x`` would be written (and registered) elsewhere.
+    sd-scripts joins these with ``os.path.join`` and checks nothing (``train_util.save_sd_model_on_epoch_end_or_
+    stepwise_common``, ``get_sanitized_config_or_none``)."""
+    problems: list[Problem] = []
+    for key in NAME_ARGUMENTS:
+        value = r.value(key) if r.is_set(key) else None
+        if isinstance(value, str) and (not value.strip() or "/" in value or "\\" in value or value in (".", "..")):
+            problems.append(r.error(key, f"must be a file name, not a path (got {value!r})",
+                                    "checkpoints and logs always go to the run's work directory; "
+                                    "give a plain name such as \"pixel_lora\""))
+    for key in WRITTEN_PATH_ARGUMENTS:
+        value = r.value(key) if r.is_set(key) else None
+        if isinstance(value, str) and _escapes(value):
+            problems.append(r.error(key, f"must stay inside the run's work directory (got {value!r})",
+                                    "give a relative path without '..', such as \"logs/console.txt\""))
+    for key in READ_PATH_ARGUMENTS:
+        value = r.value(key) if r.is_set(key) else None
+        if isinstance(value, str) and value and not PurePosixPath(value).is_absolute():
+            problems.append(r.error(key, f"is a relative path ({value!r}): the run starts in a fresh work directory "
+                                    "where it does not exist", "give an absolute path"))
     return problems
 
 
