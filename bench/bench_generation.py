@@ -18,7 +18,7 @@ from pathlib import Path
 
 from orchestrator.artifacts.file_store import FileStore
 from orchestrator.evaluation import generate
-from orchestrator.evaluation.suites import PromptSuite, load_suite
+from orchestrator.suites import PromptSuite, load_suite
 from orchestrator.tracking.entities import NewRun
 from orchestrator.tracking.store import TrackingStore
 

@@ -57,7 +57,7 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
         scored = scoring.score_directory(directory, palette=palette)
         if run_ref:
             from orchestrator.artifacts import open_store
-            from orchestrator.evaluation.suites import load_suite
+            from orchestrator.suites import load_suite
 
             suite = load_suite(suite_ref)
             with state.store() as store:
@@ -116,7 +116,7 @@ def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None,
     from orchestrator.artifacts import open_store
     from orchestrator.evaluation import generate, scoring
     from orchestrator.evaluation.metrics import describe_best_epoch
-    from orchestrator.evaluation.suites import load_suite
+    from orchestrator.suites import load_suite
 
     if sheet_only and not sheet_path:
         raise click.UsageError("--sheet-only needs --sheet PATH")

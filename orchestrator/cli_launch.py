@@ -114,9 +114,9 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
     from orchestrator.artifacts import open_store
     from orchestrator.errors import InputError
     from orchestrator.launch import enqueue, prepare_run
-    from orchestrator.spec import load_spec
+    from orchestrator.kohya.validate import load_checked_spec
 
-    spec = load_spec(spec_path)
+    spec = load_checked_spec(spec_path)
     target, _, queue_name = on.partition(":")
     if on.startswith("ssh://"):
         target = "ssh"

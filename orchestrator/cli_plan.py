@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.kohya.problems import Problem, SpecError, errors_in
+from orchestrator.problems import Problem, SpecError, errors_in
 
 SD_SCRIPTS_ENV = "SD_SCRIPTS_DIR"
 
@@ -52,10 +52,10 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
     """Validate SPEC and show what `launch` would run: config TOML, dataset TOML, sample prompts, command."""
     from orchestrator.kohya.plan import SD_SCRIPTS_PLACEHOLDER, make_plan, write_plan
     from orchestrator.kohya.render import RenderContext
-    from orchestrator.spec import load_spec
+    from orchestrator.kohya.validate import load_checked_spec
 
     try:
-        spec = load_spec(spec_file)
+        spec = load_checked_spec(spec_file)
     except SpecError as exc:
         if as_json:
             _json({"ok": False, "problems": [p.to_dict() for p in exc.problems]})

@@ -27,7 +27,7 @@ from orchestrator.kohya.settings import resolve_settings
 from orchestrator.kohya.render import DatasetLayout, RenderContext, parse_dreambooth_folder, subset_in_work_dir
 from orchestrator.kohya.trainer_log import TrainerEvent
 from orchestrator.sd_scripts import SdScripts, locate, pinned_commit
-from orchestrator.spec import RunSpec, load_spec
+from orchestrator.spec import RunSpec
 from orchestrator.tracking.entities import NewRun, RunRecord
 from orchestrator.tracking.runs import new_run_id
 from orchestrator.tracking.store import TrackingStore
@@ -275,10 +275,6 @@ def reproduce_spec(parent: RunRecord) -> RunSpec:
     return RunSpec.from_dict(parent.spec)
 
 
-def launch_spec_file(path: str | os.PathLike[str]) -> RunSpec:
-    return load_spec(path)
-
-
 def with_sd_scripts_path(spec: RunSpec, path: str | None) -> RunSpec:
     return replace(spec, sd_scripts=replace(spec.sd_scripts, path=path)) if path else spec
 
@@ -364,7 +360,7 @@ def evaluate_as_asked(store: TrackingStore, artifacts: ArtifactStore, run_id: st
     """
     from orchestrator.evaluation import generate, scoring
     from orchestrator.evaluation.metrics import describe_best_epoch
-    from orchestrator.evaluation.on_train import spec_suite
+    from orchestrator.suites import spec_suite
 
     try:
         suite = spec_suite(spec)

@@ -46,8 +46,10 @@ A spec file is TOML::
 
 Relative paths (``base_model.path``, ``dataset.path``, a preset path) are resolved against the spec file's folder
 when the file is loaded, so the stored spec is unambiguous. Unknown keys are errors naming the file and the key
-path with a did-you-mean; ``[config]`` keys are checked against sd-scripts' arguments by
-:func:`orchestrator.kohya.validate.validate_run`.
+path with a did-you-mean. The spec is data: it knows nothing of sd-scripts' arguments. ``[config]`` keys are checked
+against them by kohya/ — at load time through a ``check_config`` function
+(:func:`orchestrator.kohya.validate.load_checked_spec` passes one, so every problem of a file is reported at once),
+and again with the preset by :func:`orchestrator.kohya.validate.validate_run`.
 
 Versions: every spec carries ``spec_version``. :data:`MIGRATIONS` maps an old version to a function that turns a
 dict of that version into the next one; :meth:`RunSpec.from_dict` applies them in order before parsing.
@@ -68,8 +70,9 @@ from types import MappingProxyType
 from typing import Any
 
 from orchestrator.errors import NotFoundError
-from orchestrator.kohya.arguments import FAMILIES, SCRIPT_FOR_FAMILY, pinned_commit, suggest
-from orchestrator.kohya.problems import Problem, SpecError, error
+from orchestrator.families import FAMILIES, SCRIPT_FOR_FAMILY
+from orchestrator.problems import Problem, SpecError, error, suggest
+from orchestrator.sd_scripts import pinned_commit
 
 SPEC_VERSION = 1
 
@@ -82,6 +85,9 @@ _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 _CREDENTIAL_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:[^@\s]+@")
 _SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|api[_-]?key|private[_-]?key|credential)")
 MAX_SEED = 2**31
+
+#: Checks a spec's ``[config]`` table for its family (``config, family, source``): the problems with their key paths.
+ConfigCheck = Callable[[Mapping[str, Any], str, "str | None"], list[Problem]]
 
 
 # ---- the records ---------------------------------------------------------------------------------------------
@@ -235,10 +241,12 @@ class RunSpec:
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], *, source: str | None = None, base_dir: str | os.PathLike[str] | None = None
+        cls, data: Mapping[str, Any], *, source: str | None = None, base_dir: str | os.PathLike[str] | None = None,
+        check_config: ConfigCheck | None = None,
     ) -> RunSpec:
-        """Parse (and migrate) a spec dict; raises :class:`SpecError` listing every problem."""
-        return _parse(data, source=source, base_dir=base_dir)
+        """Parse (and migrate) a spec dict; raises :class:`SpecError` listing every problem (with those
+        ``check_config`` finds in ``[config]``, when given)."""
+        return _parse(data, source=source, base_dir=base_dir, check_config=check_config)
 
     def with_seed(self, seed: int) -> RunSpec:
         return replace(self, seed=seed)
@@ -259,8 +267,9 @@ def _canonical(value: Any) -> Any:
 # ---- loading -------------------------------------------------------------------------------------------------
 
 
-def load_spec(path: str | os.PathLike[str]) -> RunSpec:
-    """Read a spec TOML file; raises :class:`SpecError` (every problem, file and key named) or NotFoundError."""
+def load_spec(path: str | os.PathLike[str], *, check_config: ConfigCheck | None = None) -> RunSpec:
+    """Read a spec TOML file; raises :class:`SpecError` (every problem, file and key named, with those
+    ``check_config`` finds in ``[config]``, when given) or NotFoundError."""
     file = Path(path)
     try:
         raw = file.read_bytes()
@@ -270,7 +279,7 @@ def load_spec(path: str | os.PathLike[str]) -> RunSpec:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError([error("", f"not valid TOML: {exc}", source=str(file))]) from None
-    return _parse(data, source=str(file), base_dir=file.resolve().parent)
+    return _parse(data, source=str(file), base_dir=file.resolve().parent, check_config=check_config)
 
 
 def resolve_seed(spec: RunSpec) -> RunSpec:
@@ -394,7 +403,8 @@ _SD_SCRIPTS = ("commit", "path")
 _EXECUTOR = ("kind", "options")
 
 
-def _parse(data: Mapping[str, Any], *, source: str | None, base_dir: str | os.PathLike[str] | None) -> RunSpec:
+def _parse(data: Mapping[str, Any], *, source: str | None, base_dir: str | os.PathLike[str] | None,
+           check_config: ConfigCheck | None = None) -> RunSpec:
     if not isinstance(data, Mapping):
         raise SpecError([error("", "a spec must be a table", source=source)])
     data = migrate(data, source=source)
@@ -427,12 +437,9 @@ def _parse(data: Mapping[str, Any], *, source: str | None, base_dir: str | os.Pa
 
     dataset = _parse_dataset(r, top.get("dataset"))
     config = _parse_config(r, top.get("config"))
-    if family is not None:
+    if family is not None and check_config is not None:
         # [config] keys are sd-scripts arguments of the family's script: report their problems with the others
-        from orchestrator.kohya.arguments import load_schema
-        from orchestrator.kohya.validate import check_arguments
-
-        r.problems += check_arguments(config, load_schema().for_family(family), prefix="config", source=source)
+        r.problems += check_config(config, family, source)
     sample = _parse_sample(r, top.get("sample"))
 
     eval_raw = r.table(top.get("evaluation"), "evaluation", _EVALUATION)

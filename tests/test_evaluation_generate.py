@@ -36,7 +36,7 @@ def kohya_lora(path: Path, scale: float = 0.05) -> Path:
 def test_generate_with_and_without_lora_is_deterministic(tmp_path):
     from orchestrator.evaluation.generate import GenerationSettings, Generator, Job
     from orchestrator.evaluation.metrics import score_image
-    from orchestrator.evaluation.suites import SuitePrompt
+    from orchestrator.suites import SuitePrompt
 
     settings = GenerationSettings(steps=2, width=64, height=64, device="cpu")
     generator = Generator(BASE, settings)
@@ -84,7 +84,7 @@ def test_merged_lora_matches_diffusers_peft_and_unloads_exactly(tmp_path):
     import numpy as np
 
     from orchestrator.evaluation.generate import GenerationSettings, Generator, Job
-    from orchestrator.evaluation.suites import SuitePrompt
+    from orchestrator.suites import SuitePrompt
 
     lora = str(full_kohya_lora(tmp_path / "full.safetensors", BASE))
     generator = Generator(BASE, GenerationSettings(steps=2, width=64, height=64, device="cpu"))

@@ -16,7 +16,7 @@ from orchestrator.artifacts import open_store
 from orchestrator.cli import cli
 from orchestrator.evaluation import generate, scoring
 from orchestrator.evaluation.sheet import SheetCell, contact_sheet
-from orchestrator.evaluation.suites import load_suite
+from orchestrator.suites import load_suite
 from orchestrator.tracking.entities import NewRun
 from orchestrator.tracking.store import TrackingStore
 

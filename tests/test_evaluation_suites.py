@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import InputError, NotFoundError
-from orchestrator.evaluation import suites
+from orchestrator import suites
+from orchestrator.evaluation.suites import record_suite
 
 IMPROVED = [
     "pixel art, 24x24, portrait of bespoke punk lady, blonde hair, mouth corners turned up in gentle slight smile, "
@@ -81,10 +82,10 @@ def test_hash_ignores_comments_but_not_seeds(tmp_path):
 
 def test_record_suite_once_and_refuse_changes(store, tmp_path):
     suite = suites.load_suite("improved_3")
-    ids = suites.record_suite(store, suite)
+    ids = record_suite(store, suite)
     assert list(ids) == [p.name for p in suite.prompts]
-    assert suites.record_suite(store, suite) == ids
+    assert record_suite(store, suite) == ids
     changed = suites.parse_suite({"suite": {"name": "improved_3"},
                                   "prompts": [{"name": "a", "text": "t", "seeds": [1]}]})
     with pytest.raises(InputError, match="different prompts"):
-        suites.record_suite(store, changed)
+        record_suite(store, changed)

@@ -10,7 +10,7 @@ from orchestrator.errors import NotFoundError
 from orchestrator.kohya.arguments import load_schema
 from orchestrator.kohya.plan import make_plan
 from orchestrator.kohya.presets import BUILTIN_PRESETS_DIR, PRESETS_DIR_ENV, find_preset, list_presets, parse_preset
-from orchestrator.kohya.problems import SpecError
+from orchestrator.problems import SpecError
 from orchestrator.kohya.render import RenderContext
 from orchestrator.spec import RunSpec
 

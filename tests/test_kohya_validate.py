@@ -452,3 +452,61 @@ def test_output_dir_and_logging_dir_rules_with_what_the_orchestrator_sets_remove
 def test_every_rule_has_a_docstring_citing_its_source():
     for check in validate_module.RULES:
         assert check.__doc__ and len(check.__doc__) > 40, check.__name__
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"output_name": "pixel_lora"}, []),
+    ({"output_name": "../escape"}, ["error: spec.toml: config.output_name: must be a file name, not a path (got "
+                                    "'../escape') (hint: checkpoints and logs always go to the run's work directory; "
+                                    "give a plain name such as \"pixel_lora\")"]),
+    ({"output_name": "/tmp/x"}, ["error: spec.toml: config.output_name: must be a file name, not a path"]),
+    ({"output_name": "a\\b"}, ["error: spec.toml: config.output_name: must be a file name, not a path"]),
+    ({"output_name": ".."}, ["error: spec.toml: config.output_name: must be a file name, not a path"]),
+    ({"output_name": " "}, ["error: spec.toml: config.output_name: must be a file name, not a path"]),
+    ({"log_prefix": "../../etc/"}, ["error: spec.toml: config.log_prefix: must be a file name, not a path"]),
+    ({"log_tracker_name": "a/b"}, ["error: spec.toml: config.log_tracker_name: must be a file name, not a path"]),
+    ({"console_log_file": "logs/console.txt"}, []),
+    ({"console_log_file": "/var/log/sd.txt"}, ["error: spec.toml: config.console_log_file: must stay inside the run's "
+                                               "work directory (got '/var/log/sd.txt')"]),
+    ({"console_log_file": "logs/../../x.txt"}, ["error: spec.toml: config.console_log_file: must stay inside"]),
+    ({"console_log_file": "C:\\logs\\x.txt"}, ["error: spec.toml: config.console_log_file: must stay inside"]),
+    ({"vae": "/models/vae.safetensors"}, []),
+    ({"vae": "models/vae.safetensors"}, ["error: spec.toml: config.vae: is a relative path ('models/vae.safetensors'): "
+                                         "the run starts in a fresh work directory where it does not exist (hint: "
+                                         "give an absolute path)"]),
+    ({"network_weights": "../old.safetensors"}, ["error: spec.toml: config.network_weights: is a relative path"]),
+], ids=lambda v: repr(v)[:40])
+def test_paths_sd_scripts_writes_stay_in_the_work_directory(config, expected):
+    problems = run(config=config)
+    assert len(problems) == len(expected), problems
+    for line, start in zip(problems, expected):
+        assert line.startswith(start), (line, start)
+
+
+def test_a_path_set_by_the_preset_names_the_preset():
+    assert run({"output_name": "../x"}) == [
+        "error: test.toml: arguments.output_name: must be a file name, not a path (got '../x') (hint: checkpoints "
+        "and logs always go to the run's work directory; give a plain name such as \"pixel_lora\")"]
+
+
+def test_every_path_valued_argument_of_both_scripts_is_classified():
+    """A path argument sd-scripts gains at a new pinned commit must be put in one of the classes (or here, with why)."""
+    not_checked = {
+        # set by the orchestrator itself (refused in presets and [config])
+        "config_file", "dataset_config", "output_config", "train_data_dir", "reg_data_dir", "in_json", "output_dir",
+        "logging_dir", "tokenizer_cache_dir", "pretrained_model_name_or_path",
+        # DeepSpeed ZeRO-3 NVMe offload: an absolute mount point of the GPU machine by design
+        "offload_optimizer_nvme_path", "offload_param_nvme_path",
+        # Hub locations, not local paths
+        "huggingface_path_in_repo", "huggingface_repo_id",
+    }
+    classified = (set(validate_module.NAME_ARGUMENTS) | set(validate_module.WRITTEN_PATH_ARGUMENTS)
+                  | set(validate_module.READ_PATH_ARGUMENTS))
+    looks_like_a_path = set()
+    for script in load_schema().scripts.values():
+        for dest, arg in script.arguments.items():
+            if arg.value_type in ("str", "Path") and (
+                    arg.value_type == "Path" or any(w in dest for w in ("_dir", "_file", "_path", "weights", "resume"))
+                    or dest in ("vae", "output_name", "log_prefix")):
+                looks_like_a_path.add(dest)
+    assert sorted(looks_like_a_path - classified - not_checked) == []

@@ -14,7 +14,7 @@ from orchestrator.artifacts import open_store
 from orchestrator.cli import cli
 from orchestrator.errors import InputError
 from orchestrator.evaluation.on_train import TrainingSampleScorer, parse_sample_file
-from orchestrator.evaluation.suites import load_suite
+from orchestrator.suites import load_suite
 from orchestrator.executors.local import LocalTrainerRun, TrainerCommand
 from orchestrator.kohya.trainer_log import Progress
 from orchestrator.spec import RunSpec

@@ -239,10 +239,13 @@ def test_the_example_dataset_spec_plans_cleanly():
         {"class_tokens": "bespoke_punk", "image_dir": "dataset/10_bespoke_punk", "num_repeats": 10}]
 
 
-def test_rendered_dataset_toml_is_checked_with_the_dataset_module_when_present():
-    from orchestrator.kohya.plan import _dataset_toml_problems
+def test_rendered_dataset_toml_problems_name_the_file_and_the_key():
+    """What make_plan reports for the dataset TOML it rendered (kohya's own schema check, named dataset.toml)."""
+    from orchestrator.kohya.dataset_schema import check_dataset_config
+    from orchestrator.kohya.settings import DATASET_FILE
 
-    problems = _dataset_toml_problems({"general": {"keep_tokenz": 1}, "datasets": [{"subsets": [{}]}]})
+    problems = check_dataset_config({"general": {"keep_tokenz": 1}, "datasets": [{"subsets": [{}]}]},
+                                    source=DATASET_FILE)
     assert [(p.severity, p.one_line()) for p in problems] == [
         ("error", "dataset.toml: general.keep_tokenz: unknown key (did you mean keep_tokens?)"),
         ("error", "dataset.toml: datasets[0].subsets[0]: missing required key 'image_dir'"),

@@ -9,8 +9,9 @@ import pytest
 
 from orchestrator import spec as spec_module
 from orchestrator.errors import NotFoundError
-from orchestrator.kohya.arguments import pinned_commit
-from orchestrator.kohya.problems import SpecError
+from orchestrator.sd_scripts import pinned_commit
+from orchestrator.kohya.validate import check_config, load_checked_spec
+from orchestrator.problems import SpecError
 from orchestrator.spec import SPEC_VERSION, RunSpec, load_spec, migrate, resolve_seed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,8 +32,9 @@ def base(**overrides):
 
 
 def problems_of(data, source="spec.toml"):
+    """Every problem of a spec dict as the loading boundary reports it: the spec's own and its [config]'s."""
     with pytest.raises(SpecError) as info:
-        RunSpec.from_dict(data, source=source)
+        RunSpec.from_dict(data, source=source, check_config=check_config)
     return info.value.lines()
 
 
@@ -130,7 +132,7 @@ def test_missing_file_and_bad_toml(tmp_path):
 
 def test_unknown_keys_name_file_and_key_path_with_suggestions():
     with pytest.raises(SpecError) as info:
-        load_spec(FIXTURES / "unknown_keys.toml")
+        load_checked_spec(FIXTURES / "unknown_keys.toml")
     source = str(FIXTURES / "unknown_keys.toml")
     assert info.value.lines() == [
         f"{source}: sead: unknown key (did you mean seed?)",
@@ -193,6 +195,12 @@ def test_required_top_level_keys():
     assert "spec.toml: preset: is required" in lines
     assert "spec.toml: base_model: is required" in lines
     assert "spec.toml: dataset: is required" in lines
+
+
+def test_the_spec_is_data_and_its_config_is_checked_by_kohya():
+    data = base(config={"network_dimm": 4})
+    assert dict(RunSpec.from_dict(data).config) == {"network_dimm": 4}  # the spec alone knows no sd-scripts arguments
+    assert problems_of(data) == ["spec.toml: config.network_dimm: unknown key (did you mean network_dim?)"]
 
 
 def test_config_keys_are_checked_against_the_family_script():

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError, InputError, NotFoundError
 from orchestrator.evaluation.metrics import Palette, downscale_24, score_image
-from orchestrator.evaluation.suites import PromptSuite, SuitePrompt, record_suite
+from orchestrator.evaluation.suites import record_suite
+from orchestrator.suites import PromptSuite, SuitePrompt, suite_items
 from orchestrator.tracking.entities import CheckpointRecord, SampleScore
 
 if TYPE_CHECKING:
@@ -70,8 +71,6 @@ def plan_jobs(suite: PromptSuite, epochs: Sequence[int], done: set[tuple[int, st
               seeds: Sequence[int] = ()) -> list[Job]:
     """Every (epoch, prompt, seed) not yet recorded, epoch by epoch, in suite order (pure, testable); ``seeds``
     instead of each prompt's own when given."""
-    from orchestrator.evaluation.on_train import suite_items
-
     return [Job(epoch, prompt, seed) for epoch in epochs for prompt, seed in suite_items(suite, seeds)
             if (epoch, prompt.name, seed) not in done]
 

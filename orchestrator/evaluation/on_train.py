@@ -10,70 +10,27 @@ number maps it back to its (prompt, seed).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.errors import OrchestratorError
-from orchestrator.evaluation.suites import PromptSuite, SuitePrompt, load_suite, record_suite
+from orchestrator.errors import InputError, NotFoundError
+from orchestrator.evaluation.suites import record_suite
+from orchestrator.spec import RunSpec
+from orchestrator.suites import spec_suite, suite_items
 from orchestrator.tracking.entities import SampleScore
 
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactStore
     from orchestrator.evaluation.metrics import Palette
-    from orchestrator.spec import RunSpec, SampleSpec
     from orchestrator.tracking.store import TrackingStore
 
 #: sd-scripts' sample file name for an epoch-end sample (the seed suffix is there when the line sets --d)
 SAMPLE_NAME = re.compile(r"_?e(?P<epoch>\d{6})_(?P<line>\d{2,})_\d{14}(?:_(?P<seed>-?\d+))?\.png$")
 #: sd-scripts' default --sample_sampler
 DEFAULT_SAMPLER = "ddim"
-
-
-def spec_suite(spec: RunSpec) -> PromptSuite | None:
-    """The suite the spec's ``[evaluation]`` names, or an inline suite of its prompts; None when it asks for none.
-
-    ``evaluation.seeds`` replaces the suite's seeds (job by job; the recorded suite stays as written).
-    """
-    evaluation = spec.evaluation
-    if evaluation.suite:
-        base = Path(spec.source).resolve().parent if spec.source else None
-        candidate = base / evaluation.suite if base and evaluation.suite.endswith(".toml") else None
-        return load_suite(str(candidate) if candidate and candidate.is_file() else evaluation.suite)
-    if evaluation.prompts:
-        seeds = evaluation.seeds or (1,)
-        digest = hashlib.sha256(repr((evaluation.prompts, seeds)).encode()).hexdigest()[:10]
-        return PromptSuite(name=f"inline-{digest}", description="inline [evaluation] prompts of a run spec",
-                           prompts=tuple(SuitePrompt(f"prompt_{i + 1}", text, tuple(seeds))
-                                         for i, text in enumerate(evaluation.prompts)))
-    return None
-
-
-def suite_items(suite: PromptSuite, seeds: Sequence[int] = ()) -> list[tuple[SuitePrompt, int]]:
-    """(prompt, seed) in suite order; ``seeds`` instead of each prompt's own when given."""
-    if not seeds:
-        return suite.items()
-    return [(prompt, seed) for prompt in suite.prompts for seed in seeds]
-
-
-def training_sample_spec(spec: RunSpec) -> SampleSpec:
-    """The sample prompts sd-scripts renders for this spec: ``[sample]``, or the evaluation suite when on_train."""
-    from orchestrator.spec import SamplePrompt
-
-    if not spec.evaluation.on_train:
-        return spec.sample
-    suite = spec_suite(spec)
-    if suite is None:
-        return spec.sample
-    prompts = tuple(
-        SamplePrompt(text=prompt.text, negative=suite.negative_for(prompt), width=suite.width, height=suite.height,
-                     seed=seed, cfg_scale=suite.cfg_scale, steps=suite.steps)
-        for prompt, seed in suite_items(suite, spec.evaluation.seeds))
-    return replace(spec.sample, prompts=prompts, every_n_epochs=spec.sample.every_n_epochs or 1)
 
 
 @dataclass(frozen=True)
@@ -169,9 +126,6 @@ class TrainingSampleScorer:
 def score_run_samples(tracking: TrackingStore, artifacts: ArtifactStore, run_id: str, *,
                       palette: Palette | None = None) -> TrainingSampleScorer:
     """Score what the run's trainer sampled that is not recorded yet (``orchestrator eval RUN --on-train``)."""
-    from orchestrator.errors import InputError, NotFoundError
-    from orchestrator.spec import RunSpec
-
     run = tracking.get_run(run_id)
     spec = RunSpec.from_dict(run.spec) if run.spec else None
     if spec is None or not spec.evaluation.on_train:
@@ -187,12 +141,3 @@ def score_run_samples(tracking: TrackingStore, artifacts: ArtifactStore, run_id:
                                   already=tracking.recorded_samples(run.id, suite.name, mode="on_train"))
     scorer.collect(finished_before=None)
     return scorer
-
-
-def suite_problem(spec: RunSpec) -> str | None:
-    """Why the spec's evaluation suite cannot be used (one line), or None."""
-    try:
-        spec_suite(spec)
-    except OrchestratorError as error:
-        return error.one_line()
-    return None

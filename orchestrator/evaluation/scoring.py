@@ -25,7 +25,7 @@ from orchestrator.tracking.models import METRICS
 
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactStore
-    from orchestrator.evaluation.suites import PromptSuite
+    from orchestrator.suites import PromptSuite
     from orchestrator.tracking.store import TrackingStore
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}

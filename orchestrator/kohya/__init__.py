@@ -8,10 +8,10 @@ The path from a run spec to a command: :mod:`~orchestrator.kohya.presets` (named
 on :mod:`orchestrator.spec`).
 """
 
-from orchestrator.kohya.arguments import KohyaArgument, KohyaSchema, ScriptSchema, load_schema, pinned_commit
+from orchestrator.kohya.arguments import KohyaArgument, KohyaSchema, ScriptSchema, load_schema
 from orchestrator.kohya.dataset_schema import check_dataset_config
 from orchestrator.kohya.presets import Preset, find_preset, list_presets
-from orchestrator.kohya.problems import Problem, SpecError
+from orchestrator.problems import Problem, SpecError
 from orchestrator.kohya.render import (
     DatasetLayout,
     RenderContext,
@@ -38,7 +38,6 @@ __all__ = [
     "find_preset",
     "list_presets",
     "load_schema",
-    "pinned_commit",
     "render_run",
     "validate_run",
 ]

@@ -8,7 +8,6 @@ training script) and the dataset-config routing that tells which options sd-scri
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,14 +16,11 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
+from orchestrator.families import SCRIPT_FOR_FAMILY
+from orchestrator.problems import suggest
+
 SCHEMA_FILE = "sd_scripts_args.json"
 
-#: The training script for each base-model family.
-SCRIPT_FOR_FAMILY: Mapping[str, str] = MappingProxyType({
-    "sd15": "train_network.py",
-    "sdxl": "sdxl_train_network.py",
-})
-FAMILIES: tuple[str, ...] = tuple(SCRIPT_FOR_FAMILY)
 
 
 @dataclass(frozen=True)
@@ -104,20 +100,6 @@ class KohyaSchema:
         return self.for_script(SCRIPT_FOR_FAMILY[family])
 
 
-def suggest(name: str, candidates: Any) -> str | None:
-    """The closest of ``candidates`` to ``name`` (difflib), else the one candidate ``name`` abbreviates or extends
-    (``sha`` -> ``sha256``), or None when nothing is close."""
-    pool = [str(c) for c in candidates]
-    matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.7)
-    if matches:
-        return matches[0]
-    if len(name) >= 3:
-        related = [c for c in pool if c.startswith(name) or name.startswith(c)]
-        if len(related) == 1:
-            return related[0]
-    return None
-
-
 def _freeze(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
@@ -168,7 +150,3 @@ def load_schema() -> KohyaSchema:
     text = resources.files("orchestrator.kohya").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
     return parse_schema(json.loads(text))
 
-
-def pinned_commit() -> str:
-    """The sd-scripts commit the shipped schema was extracted from."""
-    return load_schema().sd_scripts_commit

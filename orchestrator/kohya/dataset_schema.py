@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.kohya.arguments import load_schema, suggest
-from orchestrator.kohya.problems import Problem, error
+from orchestrator.kohya.arguments import load_schema
+from orchestrator.problems import Problem, error, suggest
 
 _TYPES: Mapping[str, tuple[type, ...]] = {
     "int": (int,),

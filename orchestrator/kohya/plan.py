@@ -17,7 +17,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.kohya.arguments import load_schema
 from orchestrator.kohya.dataset_schema import check_dataset_config
 from orchestrator.kohya.presets import Preset, find_preset
-from orchestrator.kohya.problems import ERROR, WARNING, Problem, Severity, error, errors_in, warning
+from orchestrator.problems import Problem, error, errors_in, warning
 from orchestrator.kohya.render import (
     DatasetLayout,
     RenderContext,
@@ -115,33 +115,6 @@ def layout_from_spec(spec: RunSpec) -> tuple[DatasetLayout | None, list[Problem]
     return DatasetLayout(tuple(found)), problems
 
 
-def _dataset_toml_problems(data: dict[str, Any]) -> list[Problem]:
-    """The rendered dataset TOML against sd-scripts' schema: the dataset-snapshot module's validator when it is
-    installed, else :func:`check_dataset_config`."""
-    try:
-        from orchestrator.datasets.dataset_toml import validate_dataset_config  # type: ignore[import-not-found]
-    except ImportError:
-        return check_dataset_config(data, source=DATASET_FILE)
-    try:
-        findings = validate_dataset_config(data, DATASET_FILE)
-    except OrchestratorError as exc:
-        return [error("", exc.one_line(), source=DATASET_FILE)]
-    problems: list[Problem] = []
-    for item in findings or ():  # orchestrator.datasets.findings.Finding: severity, message, hint, key
-        if isinstance(item, Problem):
-            problems.append(item)
-            continue
-        severity: Severity = WARNING if getattr(item, "severity", ERROR) == WARNING else ERROR
-        problems.append(Problem(
-            severity=severity,
-            key_path=str(getattr(item, "key_path", None) or getattr(item, "key", None) or ""),
-            message=str(getattr(item, "message", item)),
-            hint=getattr(item, "hint", None),
-            source=DATASET_FILE,
-        ))
-    return problems
-
-
 def make_plan(spec: RunSpec, context: RenderContext, *, layout: DatasetLayout | None = None) -> Plan:
     """Validate and render ``spec``. Draws a seed when the spec has none (``Plan.seed_drawn``)."""
     seed_drawn = spec.seed is None
@@ -165,7 +138,7 @@ def make_plan(spec: RunSpec, context: RenderContext, *, layout: DatasetLayout | 
         return Plan(spec, seed_drawn, tuple(problems), preset, layout, None, tuple(notes))
     script_schema = load_schema().for_script(spec.script)
     _, general, dataset = split_settings(resolve_settings(spec, preset), script_schema)
-    problems += _dataset_toml_problems(dataset_config(general, dataset, layout))
+    problems += check_dataset_config(dataset_config(general, dataset, layout), source=DATASET_FILE)
     if errors_in(problems):
         return Plan(spec, seed_drawn, tuple(problems), preset, layout, None, tuple(notes))
     rendered = render_run(spec, preset, layout, context)

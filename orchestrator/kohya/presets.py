@@ -28,8 +28,8 @@ from types import MappingProxyType
 from typing import Any
 
 from orchestrator.errors import NotFoundError
-from orchestrator.kohya.arguments import FAMILIES, SCRIPT_FOR_FAMILY, suggest
-from orchestrator.kohya.problems import Problem, SpecError, error
+from orchestrator.families import FAMILIES, SCRIPT_FOR_FAMILY
+from orchestrator.problems import Problem, SpecError, error, suggest
 from orchestrator.resources import KOHYA_CONFIGS_DIR
 
 PRESETS_DIR_ENV = "ORCHESTRATOR_PRESETS_DIR"

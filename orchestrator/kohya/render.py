@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from orchestrator.evaluation.on_train import training_sample_spec
 from orchestrator.kohya.arguments import KohyaArgument, ScriptSchema, load_schema
 from orchestrator.kohya.presets import Preset
 from orchestrator.kohya.settings import (
@@ -40,6 +39,7 @@ from orchestrator.kohya.settings import (
     Setting,
     resolve_settings,
 )
+from orchestrator.suites import training_sample_spec
 
 if TYPE_CHECKING:
     from orchestrator.spec import RunSpec, SamplePrompt

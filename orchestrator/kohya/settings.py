@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.evaluation.on_train import training_sample_spec
 from orchestrator.kohya.presets import Preset
+from orchestrator.suites import training_sample_spec
 
 if TYPE_CHECKING:
     from orchestrator.spec import RunSpec

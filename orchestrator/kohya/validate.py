@@ -20,15 +20,15 @@ Errors fail ``plan``; warnings are reported and do not.
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any, TypeGuard
 
-from orchestrator.evaluation.on_train import suite_problem, training_sample_spec
-from orchestrator.kohya.arguments import KohyaArgument, ScriptSchema, load_schema, suggest
+from orchestrator.kohya.arguments import KohyaArgument, ScriptSchema, load_schema
 from orchestrator.kohya.dataset_schema import SchemaChecker
 from orchestrator.kohya.presets import Preset
-from orchestrator.kohya.problems import Problem, error, warning
 from orchestrator.kohya.render import (
     DatasetLayout,
     dataset_destination,
@@ -42,9 +42,9 @@ from orchestrator.kohya.settings import (
     Setting,
     resolve_settings,
 )
-
-if TYPE_CHECKING:
-    from orchestrator.spec import RunSpec
+from orchestrator.problems import Problem, error, suggest, warning
+from orchestrator.spec import RunSpec, load_spec
+from orchestrator.suites import suite_problem, training_sample_spec
 
 # ---- 1 + 2: names, types, choices ----------------------------------------------------------------------------
 
@@ -560,6 +560,48 @@ def value_ranges(r: RuleInput) -> list[Problem]:
     return problems
 
 
+#: Names sd-scripts joins onto a folder of the run's work directory (``output_dir``/``logging_dir``): one file name.
+NAME_ARGUMENTS = ("output_name", "log_prefix", "log_tracker_name")
+#: Files sd-scripts writes where the value says: relative paths that stay inside the run's work directory.
+WRITTEN_PATH_ARGUMENTS = ("console_log_file",)
+#: Files and folders sd-scripts reads. The run starts in a fresh work directory, so a relative path finds nothing
+#: of the user's; an absolute one works but is not part of the run's record.
+READ_PATH_ARGUMENTS = ("vae", "network_weights", "base_weights", "resume", "conditioning_data_dir",
+                       "log_tracker_config")
+
+
+def _escapes(value: str) -> bool:
+    """True when a relative path leaves the folder it is joined onto (or is absolute)."""
+    pure = PurePosixPath(value.replace("\\", "/"))
+    return pure.is_absolute() or bool(PureWindowsPath(value).drive) or ".." in pure.parts
+
+
+@rule
+def paths_stay_in_the_work_directory(r: RuleInput) -> list[Problem]:
+    """Nothing sd-scripts writes may land outside the run's work directory: checkpoints are registered from
+    ``output_dir``, and a name like ``../x`` or ``/tmp/x`` would be written (and registered) elsewhere.
+    sd-scripts joins these with ``os.path.join`` and checks nothing (``train_util.save_sd_model_on_epoch_end_or_
+    stepwise_common``, ``get_sanitized_config_or_none``)."""
+    problems: list[Problem] = []
+    for key in NAME_ARGUMENTS:
+        value = r.value(key) if r.is_set(key) else None
+        if isinstance(value, str) and (not value.strip() or "/" in value or "\\" in value or value in (".", "..")):
+            problems.append(r.error(key, f"must be a file name, not a path (got {value!r})",
+                                    "checkpoints and logs always go to the run's work directory; "
+                                    "give a plain name such as \"pixel_lora\""))
+    for key in WRITTEN_PATH_ARGUMENTS:
+        value = r.value(key) if r.is_set(key) else None
+        if isinstance(value, str) and _escapes(value):
+            problems.append(r.error(key, f"must stay inside the run's work directory (got {value!r})",
+                                    "give a relative path without '..', such as \"logs/console.txt\""))
+    for key in READ_PATH_ARGUMENTS:
+        value = r.value(key) if r.is_set(key) else None
+        if isinstance(value, str) and value and not PurePosixPath(value).is_absolute():
+            problems.append(r.error(key, f"is a relative path ({value!r}): the run starts in a fresh work directory "
+                                    "where it does not exist", "give an absolute path"))
+    return problems
+
+
 # ---- 4: dataset subsets and sample prompts ------------------------------------------------------------------
 
 
@@ -694,5 +736,16 @@ def validate_run(spec: RunSpec, preset: Preset, *, layout: DatasetLayout | None 
     return problems
 
 
-__all__ = ["RULES", "RuleInput", "check_arguments", "check_sample", "check_subset_options", "check_value",
-           "validate_run"]
+def check_config(config: Mapping[str, Any], family: str, source: str | None) -> list[Problem]:
+    """A spec's ``[config]`` against its family's training script (the spec's ``check_config`` at load time)."""
+    return check_arguments(config, load_schema().for_family(family), prefix="config", source=source)
+
+
+def load_checked_spec(path: str | os.PathLike[str]) -> RunSpec:
+    """Read a spec file with its ``[config]`` checked against sd-scripts' arguments: every problem of the file,
+    the spec's own and its arguments', in one :class:`SpecError`."""
+    return load_spec(path, check_config=check_config)
+
+
+__all__ = ["RULES", "RuleInput", "check_arguments", "check_config", "check_sample", "check_subset_options",
+           "check_value", "load_checked_spec", "validate_run"]

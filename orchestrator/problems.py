@@ -1,11 +1,13 @@
-"""What validation reports: a list of :class:`Problem` records, errors and warnings.
+"""What validation reports: a list of :class:`Problem` records, errors and warnings, and did-you-mean hints.
 
 Errors stop ``plan``/``launch``; warnings are shown and do not. :class:`SpecError` carries the errors of a spec
-that cannot be used, one line each.
+that cannot be used, one line each. This module sits below the spec and kohya/ (it imports only errors), so both
+report problems the same way.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -69,3 +71,17 @@ class SpecError(InputError):
     def lines(self) -> list[str]:
         """One line per error, in order."""
         return [p.one_line() for p in errors_in(self.problems)]
+
+
+def suggest(name: str, candidates: Any) -> str | None:
+    """The closest of ``candidates`` to ``name`` (difflib), else the one candidate ``name`` abbreviates or extends
+    (``sha`` -> ``sha256``), or None when nothing is close."""
+    pool = [str(c) for c in candidates]
+    matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.7)
+    if matches:
+        return matches[0]
+    if len(name) >= 3:
+        related = [c for c in pool if c.startswith(name) or name.startswith(c)]
+        if len(related) == 1:
+            return related[0]
+    return None
