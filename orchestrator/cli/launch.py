@@ -173,8 +173,8 @@ def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options,
     import os
 
     # here for start-up speed
-    from orchestrator.executors.remote import LOCAL_HOSTS, check_remote_reachable, worker_environment
-    from orchestrator.executors.ssh import SshLauncher, parse_target
+    from orchestrator.executors.remote import LOCAL_HOSTS, check_remote_reachable
+    from orchestrator.executors.ssh import SshLauncher, launch_on_ssh, parse_target
     from orchestrator.launch import enqueue
 
     database_url = state["settings"].database_url
@@ -184,16 +184,9 @@ def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options,
     launcher = SshLauncher(target, options=ssh_options, remote_orchestrator=remote_orchestrator)
     launcher.check_connection()
     run = enqueue(store, artifacts, spec, remote_kind="ssh")
-    store.update_run(run.id, remote_id=str(target))
-    worker_args = ["--sd-scripts", remote_sd_scripts] if remote_sd_scripts else []
-    env = worker_environment(database_url, artifacts.uri, os.environ)
-    code = launcher.start_worker(run.id, env, worker_args, on_line=lambda line: click.echo(line, err=True),
-                                 detach=not wait)
-    final = store.get_run(run.id)
-    if final.status == "queued" and (wait or code != 0):
-        store.set_status(run.id, "failed", error_summary=f"the worker on {target} exited with {code} before "
-                         "claiming the run (is orchestrator installed there? see --remote-orchestrator)")
-        final = store.get_run(run.id)
+    final = launch_on_ssh(store, run, launcher, database_url=database_url, store_uri=artifacts.uri,
+                          worker_args=["--sd-scripts", remote_sd_scripts] if remote_sd_scripts else [], wait=wait,
+                          on_line=lambda line: click.echo(line, err=True))
     if as_json:
         echo_json(final.to_dict())
     else:

@@ -129,14 +129,10 @@ def runs_cancel(state: State, run_ref: str) -> None:
     """Cancel a queued or running run. The process training it (here, a worker elsewhere, over SSH) sees it at its
     next heartbeat (10 s) and stops the trainer, keeping the checkpoints so far; a RunPod run's pod is terminated and
     its cost recorded."""
-    with state.store() as store:
-        run = store.get_run(run_ref)
-        if run.remote_kind == "runpod" and run.remote_id:
-            from orchestrator.executors.runpod import cancel_runpod_run  # here for start-up speed
+    from orchestrator.runs import cancel_run  # here for start-up speed
 
-            run = cancel_runpod_run(store, run)
-        if run.status in ("planned", "queued", "running"):
-            run = store.set_status(run.id, "cancelled", message="cancelled by `runs cancel`")
+    with state.store() as store:
+        run = cancel_run(store, run_ref)
     click.echo(f"{run.id}: {run.status}")
 
 
