@@ -7,7 +7,6 @@ and the tracking store are imported where a table is drawn or a store is opened.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -60,6 +59,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def echo_json(data: Any) -> None:
+    import json  # here for start-up speed (small, but every --help would pay for it)
+
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
