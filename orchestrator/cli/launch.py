@@ -1,4 +1,4 @@
-"""CLI: launch, reproduce, runs verify-repro, import-lora, testmodel — thin over orchestrator.launch/provenance."""
+"""CLI: launch, worker, reproduce, import-lora, testmodel (thin over orchestrator.launch, executors, provenance)."""
 
 from __future__ import annotations
 
