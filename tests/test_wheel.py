@@ -123,10 +123,10 @@ def test_presets_list_lists_the_shipped_presets(installed):
 
 
 def test_a_prompt_suite_loads(installed):
-    from orchestrator.evaluation.suites import load_suite
+    from orchestrator.suites import load_suite
 
     loaded = json.loads(installed.python(
-        "import json; from orchestrator.evaluation.suites import list_suites, load_suite; "
+        "import json; from orchestrator.suites import list_suites, load_suite; "
         "s = load_suite('bespoke_punks_8'); "
         "print(json.dumps([s.path, len(s.prompts), s.content_sha256, [x.name for x in list_suites()]]))"))
     here = load_suite("bespoke_punks_8")

@@ -95,3 +95,26 @@ class SshLauncher:
             if on_line is not None:
                 on_line(line.rstrip("\n"))
         return process.wait()
+
+
+def launch_on_ssh(store, run, launcher: SshLauncher, *, database_url: str, store_uri: str,
+                  worker_args: Sequence[str] = (), wait: bool = False,
+                  on_line: Callable[[str], None] | None = None):
+    """Start `orchestrator worker` for the queued ``run`` on the launcher's host; returns the run as recorded then.
+
+    Without ``wait`` the worker is detached and this returns once it is started. A worker that ends (or, with
+    ``wait``, returns) without having claimed the run leaves it failed, not queued for another worker.
+    """
+    import os
+
+    from orchestrator.executors.remote import worker_environment
+
+    store.update_run(run.id, remote_id=str(launcher.target))
+    env = worker_environment(database_url, store_uri, os.environ)
+    code = launcher.start_worker(run.id, env, list(worker_args), on_line=on_line, detach=not wait)
+    final = store.get_run(run.id)
+    if final.status == "queued" and (wait or code != 0):
+        store.set_status(run.id, "failed", error_summary=f"the worker on {launcher.target} exited with {code} before "
+                         "claiming the run (is orchestrator installed there? see --remote-orchestrator)")
+        final = store.get_run(run.id)
+    return final

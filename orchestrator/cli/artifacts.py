@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli import echo_json, json_option
+from orchestrator.cli.output import echo_json, json_option
 
 store_option = click.option(
     "--store", "store_uri", metavar="URI",
@@ -22,7 +22,7 @@ store_option = click.option(
 
 def _table(columns: list[str], rows: list[list[str]]) -> None:
     """A table as wide as its content: URIs and hashes are meant to be copied, so they never wrap."""
-    from rich.console import Console
+    from rich.console import Console  # here for start-up speed
     from rich.table import Table
 
     table = Table(header_style="bold")
@@ -55,7 +55,7 @@ def artifacts() -> None:
 @json_option
 def artifacts_put(file: Path, store_uri: str | None, as_json: bool) -> None:
     """Store FILE (nothing is uploaded when the store already holds its content); print its URI, sha256, size."""
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
 
     artifact = open_store(store_uri).put_file(file)
     if as_json:
@@ -70,7 +70,7 @@ def artifacts_put(file: Path, store_uri: str | None, as_json: bool) -> None:
 @json_option
 def artifacts_get(uri: str, dest: Path, as_json: bool) -> None:
     """Download the artifact URI to DEST (a file, or a folder to put it in under its sha256), verified."""
-    from orchestrator.artifacts import get_artifact
+    from orchestrator.artifacts import get_artifact  # here for start-up speed
     from orchestrator.artifacts.base import sha256_from_uri
 
     if dest.is_dir():
@@ -87,7 +87,7 @@ def artifacts_get(uri: str, dest: Path, as_json: bool) -> None:
 @json_option
 def artifacts_ls(store_uri: str | None, as_json: bool) -> None:
     """List the artifacts in a store, by sha256."""
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
 
     items = list(open_store(store_uri).list())
     if as_json:
@@ -106,7 +106,7 @@ def artifacts_url(uri: str, expires: int, as_json: bool) -> None:
 
     For a file:// store this is the object's own file:// URI, readable on this machine only.
     """
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.artifacts.base import store_uri_of
 
     store = open_store(store_uri_of(uri))

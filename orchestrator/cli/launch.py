@@ -1,4 +1,4 @@
-"""CLI: launch, reproduce, runs verify-repro, import-lora, testmodel — thin over orchestrator.launch/provenance."""
+"""CLI: launch, worker, reproduce, import-lora, testmodel (thin over orchestrator.launch, executors, provenance)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli import State, echo_json, echo_table, json_option, mark_stale_runs_lost, pass_state, runs
+from orchestrator.cli.output import State, echo_json, echo_run_marked_lost, json_option, pass_state
 
 sd_scripts_option = click.option(
     "--sd-scripts", "sd_scripts", metavar="PATH", envvar="SD_SCRIPTS_DIR",
@@ -21,7 +21,7 @@ class LiveProgress:
     """Epoch N/M, step, it/s and average loss, drawn with rich while the trainer runs."""
 
     def __init__(self, quiet: bool) -> None:
-        from rich.console import Console
+        from rich.console import Console  # here for start-up speed
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
@@ -40,6 +40,7 @@ class LiveProgress:
         self.progress.__exit__(*exc)
 
     def __call__(self, event) -> None:
+        # here for start-up speed
         from orchestrator.kohya.trainer_log import CheckpointSaved, EpochStarted, NotableLine, Progress
 
         if isinstance(event, EpochStarted):
@@ -57,7 +58,7 @@ class LiveProgress:
 
 
 def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> None:
-    from orchestrator.launch import execute
+    from orchestrator.launch import execute  # here for start-up speed
 
     click.echo(f"run {prepared.run.id} ({prepared.run.name}): work dir {prepared.work_dir}", err=True)
     with LiveProgress(quiet=as_json or not sys.stderr.isatty()) as live:
@@ -72,7 +73,7 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
         click.echo(f"run {run.id}: {run.status} (exit {run.exit_code}) in {outcome.wall_seconds:.1f} s; "
                    f"{len(checkpoints)} checkpoint(s) registered")
         if store.epoch_scores(run.id):  # evaluated while or after training (the spec's [evaluation])
-            from orchestrator.evaluation.metrics import describe_best_epoch
+            from orchestrator.evaluation.metrics import describe_best_epoch  # here for start-up speed
 
             click.echo(f"run {run.id}: {describe_best_epoch(run.best_epoch, run.best_score)}")
         if run.error_summary and run.status != "succeeded":
@@ -111,8 +112,9 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
            on: str, ssh_options: tuple[str, ...], remote_orchestrator: str, remote_sd_scripts: str | None,
            wait: bool, gpu_type: str, image: str, cloud_type: str, disk_gb: int, as_json: bool) -> None:
     """Record and run SPEC: snapshot, validate, render, train, register checkpoints."""
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.errors import InputError
+    from orchestrator.executors.liveness import mark_stale_runs_lost
     from orchestrator.launch import enqueue, prepare_run
     from orchestrator.kohya.validate import load_checked_spec
 
@@ -126,14 +128,14 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
     if target == "runpod":
         import os
 
-        from orchestrator.executors.runpod import check_runpod_launch
+        from orchestrator.executors.runpod import check_runpod_launch  # here for start-up speed
 
         check_runpod_launch(state["settings"].database_url, store_uri or state["settings"].store_uri, os.environ)
     with state.store() as store:
-        mark_stale_runs_lost(store)
+        mark_stale_runs_lost(store, on_lost=echo_run_marked_lost)
         artifacts = open_store(store_uri)
         if target == "runpod":
-            from orchestrator.executors.runpod import launch_on_runpod
+            from orchestrator.executors.runpod import launch_on_runpod  # here for start-up speed
 
             run = enqueue(store, artifacts, spec, remote_kind="runpod")
             run = launch_on_runpod(store, run, gpu_type=gpu_type, image=image, cloud_type=cloud_type, disk_gb=disk_gb,
@@ -170,11 +172,10 @@ def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options,
                      remote_sd_scripts: str | None, wait: bool, as_json: bool) -> None:
     import os
 
-    from orchestrator.executors.remote import check_remote_reachable, worker_environment
-    from orchestrator.executors.ssh import SshLauncher, parse_target
+    # here for start-up speed
+    from orchestrator.executors.remote import LOCAL_HOSTS, check_remote_reachable
+    from orchestrator.executors.ssh import SshLauncher, launch_on_ssh, parse_target
     from orchestrator.launch import enqueue
-
-    from orchestrator.executors.remote import LOCAL_HOSTS
 
     database_url = state["settings"].database_url
     target = parse_target(on)
@@ -183,16 +184,9 @@ def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options,
     launcher = SshLauncher(target, options=ssh_options, remote_orchestrator=remote_orchestrator)
     launcher.check_connection()
     run = enqueue(store, artifacts, spec, remote_kind="ssh")
-    store.update_run(run.id, remote_id=str(target))
-    worker_args = ["--sd-scripts", remote_sd_scripts] if remote_sd_scripts else []
-    env = worker_environment(database_url, artifacts.uri, os.environ)
-    code = launcher.start_worker(run.id, env, worker_args, on_line=lambda line: click.echo(line, err=True),
-                                 detach=not wait)
-    final = store.get_run(run.id)
-    if final.status == "queued" and (wait or code != 0):
-        store.set_status(run.id, "failed", error_summary=f"the worker on {target} exited with {code} before "
-                         "claiming the run (is orchestrator installed there? see --remote-orchestrator)")
-        final = store.get_run(run.id)
+    final = launch_on_ssh(store, run, launcher, database_url=database_url, store_uri=artifacts.uri,
+                          worker_args=["--sd-scripts", remote_sd_scripts] if remote_sd_scripts else [], wait=wait,
+                          on_line=lambda line: click.echo(line, err=True))
     if as_json:
         echo_json(final.to_dict())
     else:
@@ -215,7 +209,7 @@ def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options,
 def reproduce(state: State, run_ref: str, sd_scripts: str | None, store_uri: str | None, allow_commit_drift: bool,
               work_root: Path | None, as_json: bool) -> None:
     """Run RUN_ID again: same stored spec, dataset snapshot, caption version, seed and sd-scripts commit."""
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.launch import prepare_run, reproduce_spec
 
     with state.store() as store:
@@ -228,29 +222,6 @@ def reproduce(state: State, run_ref: str, sd_scripts: str | None, store_uri: str
         _run_and_report(state, store, artifacts, prepared, as_json)
 
 
-@runs.command("verify-repro")
-@click.argument("run_ref", metavar="RUN_ID")
-@json_option
-@pass_state
-def verify_repro(state: State, run_ref: str, as_json: bool) -> None:
-    """Compare a reproduction with its parent: rendered files, provenance and final checkpoint metadata."""
-    from orchestrator.provenance import compare_with_parent
-
-    with state.store() as store:
-        parent, child, rows = compare_with_parent(store, run_ref)
-    mismatches = [r for r in rows if r.verdict in ("mismatch", "missing")]
-    if as_json:
-        echo_json({"parent": parent.id, "run": child.id, "fields": [r.to_dict() for r in rows],
-                   "matches": not mismatches})
-    else:
-        echo_table(["field", "verdict", "parent", "reproduction"],
-                   [[r.field, r.verdict, r.parent, r.child] for r in rows],
-                   title=f"{child.id} vs parent {parent.id}")
-        click.echo("reproduction matches" if not mismatches else f"{len(mismatches)} field(s) differ")
-    if mismatches:
-        sys.exit(1)
-
-
 @click.command("import-lora")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @store_option
@@ -258,7 +229,7 @@ def verify_repro(state: State, run_ref: str, as_json: bool) -> None:
 @pass_state
 def import_lora_command(state: State, file: Path, store_uri: str | None, as_json: bool) -> None:
     """Read a LoRA file's metadata and link it to its run, or record it as an orphan."""
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.provenance import import_lora
 
     with state.store() as store:
@@ -288,7 +259,7 @@ def testmodel() -> None:
 @json_option
 def testmodel_build(dest: Path, seed: int, dtype: str, device: str, force: bool, as_json: bool) -> None:
     """Write a randomly initialised SD1.5-shaped diffusers folder to DEST."""
-    from orchestrator.testmodel import build_test_model
+    from orchestrator.testmodel import build_test_model  # here for start-up speed
 
     summary = build_test_model(dest, seed=seed, dtype=dtype, device=device, force=force)
     if as_json:
@@ -313,7 +284,8 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
     """Claim a queued run (exactly one worker gets it), train it here, record everything; exit 1 on failure."""
     import socket
 
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
+    from orchestrator.executors.liveness import mark_stale_runs_lost
     from orchestrator.launch import run_claimed
 
     name = f"{socket.gethostname()}:{__import__('os').getpid()}"
@@ -323,7 +295,7 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
         try:
             artifacts = open_store(store_uri)
             while True:
-                mark_stale_runs_lost(store)
+                mark_stale_runs_lost(store, on_lost=echo_run_marked_lost)
                 claimed = store.claim_run(name, run_id=run_id, queue=queue)
                 if claimed is None:
                     if run_id:
@@ -345,7 +317,7 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
             if terminate_pod:  # whatever happened: a RunPod pod left running restarts the worker and bills
                 import os
 
-                from orchestrator.executors.runpod import terminate_own_pod
+                from orchestrator.executors.runpod import terminate_own_pod  # here for start-up speed
 
                 # said first: once the pod is terminated this process may not get to print anything
                 click.echo(f"terminating RunPod pod {os.environ.get('RUNPOD_POD_ID', '(RUNPOD_POD_ID is not set)')}",
@@ -353,70 +325,3 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                 terminate_own_pod(store, list(dict.fromkeys(handled)), environ=os.environ)
     if failures:
         sys.exit(1)
-
-
-@runs.command("cancel")
-@click.argument("run_ref", metavar="RUN_ID")
-@pass_state
-def runs_cancel(state: State, run_ref: str) -> None:
-    """Cancel a queued or running run. The process training it (here, a worker elsewhere, over SSH) sees it at its
-    next heartbeat (10 s) and stops the trainer, keeping the checkpoints so far; a RunPod run's pod is terminated and
-    its cost recorded."""
-    with state.store() as store:
-        run = store.get_run(run_ref)
-        if run.remote_kind == "runpod" and run.remote_id:
-            from orchestrator.executors.runpod import cancel_runpod_run
-
-            run = cancel_runpod_run(store, run)
-        if run.status in ("planned", "queued", "running"):
-            run = store.set_status(run.id, "cancelled", message="cancelled by `runs cancel`")
-    click.echo(f"{run.id}: {run.status}")
-
-
-@runs.command("requeue")
-@click.argument("run_ref", metavar="RUN_ID")
-@pass_state
-def runs_requeue(state: State, run_ref: str) -> None:
-    """Put a lost, failed or cancelled run back in the queue as a new attempt."""
-    with state.store() as store:
-        run = store.requeue(run_ref)
-    click.echo(f"{run.id}: queued again (attempt {run.attempt})")
-
-
-@runs.command("watch")
-@click.argument("run_ref", metavar="RUN_ID")
-@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between polls.")
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
-@pass_state
-def runs_watch(state: State, run_ref: str, interval: float, timeout: float | None) -> None:
-    """Follow a run from the database (status, epoch, step, loss, checkpoints) until it ends."""
-    import time
-
-    ended = ("succeeded", "failed", "cancelled", "lost")
-    deadline = time.monotonic() + timeout if timeout else None
-    last = 0
-    with state.store() as store:
-        run = store.get_run(run_ref)
-        click.echo(f"{run.id} ({run.name}): {run.status}")
-        while True:
-            for event in store.events(run.id, after_id=last):
-                last = event.id
-                parts = [event.at.isoformat(timespec="seconds"), event.kind]
-                if event.epoch is not None:
-                    parts.append(f"epoch {event.epoch}")
-                if event.step is not None:
-                    total = (event.data or {}).get("total_steps")
-                    parts.append(f"step {event.step}" + (f"/{total}" if total else ""))
-                if event.loss is not None:
-                    parts.append(f"loss {event.loss:.4f}")
-                if event.message and event.kind != "progress":
-                    parts.append(event.message)
-                click.echo("  ".join(parts))
-            run = store.get_run(run.id)
-            if run.status in ended:
-                click.echo(f"{run.id}: {run.status}" + (f" (best epoch {run.best_epoch})" if run.best_epoch else ""))
-                sys.exit(0 if run.status == "succeeded" else 1)
-            if deadline and time.monotonic() > deadline:
-                click.echo(f"{run.id}: still {run.status} after {timeout:.0f} s", err=True)
-                sys.exit(3)
-            time.sleep(interval)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli import State, echo_json, echo_reference, echo_table, json_option, pass_state
+from orchestrator.cli.output import State, echo_json, echo_reference, echo_table, json_option, pass_state
 
 store_option = click.option(
     "--store", "store_uri", metavar="URI",
@@ -21,7 +21,7 @@ caption_extension_option = click.option(
 
 
 def _artifacts(store_uri: str | None):
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
 
     return open_store(store_uri)
 
@@ -74,7 +74,7 @@ def dataset_snapshot(state: State, path: Path, label: str | None, caption_extens
 
     Same content, same ids: snapshotting twice records nothing new.
     """
-    from orchestrator.datasets import take_snapshot
+    from orchestrator.datasets import take_snapshot  # here for start-up speed
 
     artifacts = _artifacts(store_uri)
     with state.store() as tracking:
@@ -112,7 +112,7 @@ def dataset_snapshot(state: State, path: Path, label: str | None, caption_extens
 def dataset_materialize(state: State, snapshot_ref: str, dest: Path, force: bool, store_uri: str | None,
                         as_json: bool) -> None:
     """Rebuild snapshot SNAPSHOT (id, unique prefix or label) as a kohya folder in DEST, verifying every hash."""
-    from orchestrator.datasets import materialize_snapshot
+    from orchestrator.datasets import materialize_snapshot  # here for start-up speed
 
     artifacts = _artifacts(store_uri)
     with state.store() as tracking:
@@ -181,7 +181,7 @@ def dataset_show(state: State, snapshot_ref: str, show_images: bool, as_json: bo
               help="Caption version: colours in words, or with #rrggbb codes.")
 def dataset_example(dest: Path, style: str) -> None:
     """Write the synthetic example dataset (24 pixel-art portraits, 512x512) as a DreamBooth folder in DEST."""
-    from orchestrator.datasets import write_example_dataset
+    from orchestrator.datasets import write_example_dataset  # here for start-up speed
 
     subset = write_example_dataset(dest, captions=style)
     click.echo(f"{subset}: 24 images with {style} captions")
@@ -208,7 +208,7 @@ def captions() -> None:
 def captions_lint(ctx: click.Context, path: Path, keep_tokens: int | None, max_token_length: str,
                   caption_extension: str, as_json: bool) -> None:
     """Check the captions of the dataset at PATH; exits 1 when there are errors."""
-    from orchestrator.datasets import lint_dataset
+    from orchestrator.datasets import lint_dataset  # here for start-up speed
 
     report = lint_dataset(path, keep_tokens=keep_tokens, max_token_length=int(max_token_length),
                           caption_extension=caption_extension)
@@ -290,7 +290,7 @@ def captions_label(state: State, version_ref: str, name: str) -> None:
 @pass_state
 def captions_diff(state: State, ref_a: str, ref_b: str, as_json: bool) -> None:
     """Compare two caption versions image by image: tags added and removed, and a summary."""
-    from orchestrator.datasets import diff_caption_versions
+    from orchestrator.datasets import diff_caption_versions  # here for start-up speed
 
     with state.store() as tracking:
         result = diff_caption_versions(tracking, ref_a, ref_b)

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli import State, echo_json, echo_table, json_option, pass_state
-from orchestrator.tracking.models import METRICS
+from orchestrator.cli.output import State, echo_json, echo_table, json_option, pass_state
 
 _SHORT = {"unique_colors_24": "colours_24", "unique_colors_24_two_stage": "two_stage", "colors_95": "colours_95",
           "palette_distance": "palette_dE", "grid_alignment": "grid_var"}
 
 
 def _metric_cells(values: dict) -> list:
+    from orchestrator.tracking.models import METRICS  # here for start-up speed (the ORM models)
+
     return [values.get(m) for m in METRICS]
 
 
@@ -39,8 +40,9 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     *_24x24 files are skipped. With --run and --suite the scores are recorded (mode scored_dir), the images and
     their 24x24 downscales stored with them, the contact sheet stored, and the run's best epoch updated.
     """
-    from orchestrator.evaluation import scoring
+    from orchestrator.evaluation import scoring  # here for start-up speed
     from orchestrator.evaluation.metrics import compiled_kernels_in_use, describe_best_epoch
+    from orchestrator.tracking.models import METRICS
 
     if (directory is None) == (snapshot_ref is None):
         raise click.UsageError("give a DIRECTORY of images or --snapshot SNAPSHOT")
@@ -56,7 +58,7 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
         palette = scoring.reference_palette(palette_from, state.store) if palette_from else None
         scored = scoring.score_directory(directory, palette=palette)
         if run_ref:
-            from orchestrator.artifacts import open_store
+            from orchestrator.artifacts import open_store  # here for start-up speed
             from orchestrator.suites import load_suite
 
             suite = load_suite(suite_ref)
@@ -113,7 +115,7 @@ def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None,
                  store_uri: str | None, sheet_path: Path | None, sheet_only: bool, on_train: bool,
                  as_json: bool) -> None:
     """Generate a prompt suite with each checkpoint of RUN_ID, score and record every image (resumable; gpu extra)."""
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.evaluation import generate, scoring
     from orchestrator.evaluation.metrics import describe_best_epoch
     from orchestrator.suites import load_suite
@@ -141,7 +143,7 @@ def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None,
                 store, run.id, suite, epochs=wanted, settings=settings, base_model=base_model, artifacts=artifacts,
                 palette=palette, progress=None if as_json else (lambda message: click.echo(message, err=True)))
         if sheet_path:
-            from orchestrator.evaluation.sheet_data import sheet_from_store
+            from orchestrator.evaluation.sheet_data import sheet_from_store  # here for start-up speed
 
             sheet_from_store(store, artifacts, run.id, suite.name, sheet_path, epochs=wanted)
     if as_json:
@@ -156,7 +158,7 @@ def eval_command(state: State, run_ref: str, suite_ref: str, epochs: str | None,
 
 def _score_on_train(state: State, run_ref: str, palette_from: str | None, store_uri: str | None,
                     as_json: bool) -> None:
-    from orchestrator.artifacts import open_store
+    from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.evaluation import scoring
     from orchestrator.evaluation.metrics import describe_best_epoch
     from orchestrator.evaluation.on_train import score_run_samples

@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from orchestrator.problems import Problem, SpecError, errors_in
+from orchestrator.cli.output import echo_json, echo_table
+
+if TYPE_CHECKING:
+    from orchestrator.problems import Problem
 
 SD_SCRIPTS_ENV = "SD_SCRIPTS_DIR"
 
@@ -22,12 +26,6 @@ def _echo_problems(problems: list[Problem] | tuple[Problem, ...]) -> None:
     for problem in problems:
         label = "Error" if problem.is_error else "Warning"
         click.echo(f"{label}: {problem.one_line()}", err=True)
-
-
-def _json(data) -> None:
-    from orchestrator.cli import echo_json
-
-    echo_json(data)
 
 
 @click.command("plan")
@@ -50,7 +48,8 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
          tokenizer_cache_dir: str | None, python: str | None, num_cpu_threads: int,
          main_process_port: int | None, as_json: bool) -> None:
     """Validate SPEC and show what `launch` would run: config TOML, dataset TOML, sample prompts, command."""
-    from orchestrator.kohya.plan import SD_SCRIPTS_PLACEHOLDER, make_plan, write_plan
+    from orchestrator.kohya.plan import SD_SCRIPTS_PLACEHOLDER, make_plan, write_plan  # here for start-up speed
+    from orchestrator.problems import SpecError, errors_in
     from orchestrator.kohya.render import RenderContext
     from orchestrator.kohya.validate import load_checked_spec
 
@@ -58,7 +57,7 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
         spec = load_checked_spec(spec_file)
     except SpecError as exc:
         if as_json:
-            _json({"ok": False, "problems": [p.to_dict() for p in exc.problems]})
+            echo_json({"ok": False, "problems": [p.to_dict() for p in exc.problems]})
         else:
             _echo_problems(exc.problems)
         ctx.exit(1)
@@ -79,7 +78,7 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
     if as_json:
         data = result.to_dict()
         data["written"] = [str(p) for p in written]
-        _json(data)
+        echo_json(data)
         if not result.ok:
             ctx.exit(1)
         return
@@ -114,14 +113,12 @@ def presets() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def presets_list(as_json: bool) -> None:
     """List the presets."""
-    from orchestrator.kohya.presets import list_presets
+    from orchestrator.kohya.presets import list_presets  # here for start-up speed
 
     found = list_presets()
     if as_json:
-        _json([{k: v for k, v in p.to_dict().items() if k not in ("comment", "arguments")} for p in found])
+        echo_json([{k: v for k, v in p.to_dict().items() if k not in ("comment", "arguments")} for p in found])
         return
-    from orchestrator.cli import echo_table
-
     echo_table(["name", "family", "script", "summary"], [[p.name, p.family, p.script, p.summary] for p in found])
 
 
@@ -130,12 +127,12 @@ def presets_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
 def presets_show(name: str, as_json: bool) -> None:
     """Show one preset: where it comes from, what it scored, and its arguments."""
-    from orchestrator.kohya.presets import find_preset
+    from orchestrator.kohya.presets import find_preset  # here for start-up speed
     from orchestrator.kohya.render import toml_value
 
     preset = find_preset(name)
     if as_json:
-        _json(preset.to_dict())
+        echo_json(preset.to_dict())
         return
     click.echo(f"# {preset.path}")
     for line in preset.comment.splitlines():

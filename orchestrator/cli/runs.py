@@ -1,0 +1,185 @@
+"""``orchestrator runs``: list, show, follow, cancel, requeue and verify runs — thin over the tracking store."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from orchestrator.cli.output import (
+    State,
+    echo_json,
+    echo_reference,
+    echo_run_marked_lost,
+    echo_table,
+    json_option,
+    pass_state,
+)
+
+
+@click.group()
+def runs() -> None:
+    """List and inspect runs."""
+
+
+RUN_LIST_COLUMNS = ["id", "name", "status", "base_model_family", "network_dim", "best_epoch", "best_score",
+                    "rating", "created_at"]
+
+
+@runs.command("list")
+@click.option("--status", help="Only runs with this status.")
+@click.option("--tag", help="Only runs with this tag.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many runs (newest first).")
+@json_option
+@pass_state
+def runs_list(state: State, status: str | None, tag: str | None, limit: int | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from orchestrator.executors.liveness import mark_stale_runs_lost  # here for start-up speed
+
+    with state.store() as store:
+        mark_stale_runs_lost(store, on_lost=echo_run_marked_lost)
+        records = store.list_runs(status=status, tag=tag, limit=limit)
+    if as_json:
+        echo_json([r.to_dict() for r in records])
+        return
+    rows = [[r.to_dict()[c] for c in RUN_LIST_COLUMNS] for r in records]
+    echo_table(RUN_LIST_COLUMNS, rows)
+
+
+@runs.command("show")
+@click.argument("run_ref", metavar="RUN_ID")
+@json_option
+@pass_state
+def runs_show(state: State, run_ref: str, as_json: bool) -> None:
+    """Show one run (by id, unique id prefix or unique name): fields, epoch scores, checkpoints, events."""
+    from orchestrator.executors.liveness import mark_stale_runs_lost  # here for start-up speed
+
+    with state.store() as store:
+        mark_stale_runs_lost(store, on_lost=echo_run_marked_lost)
+        run = store.get_run(run_ref)
+        scores = store.epoch_scores(run.id)
+        reference = store.snapshot_reference(run.dataset_snapshot_id) if run.dataset_snapshot_id else None
+        checkpoints = store.checkpoints(run.id)
+        events = store.events(run.id)
+    if as_json:
+        data = run.to_dict()
+        data["epoch_scores"] = [s.to_dict() for s in scores]
+        data["training_reference"] = reference.to_dict() if reference else None
+        data["checkpoints"] = [c.to_dict() for c in checkpoints]
+        data["events"] = [e.to_dict() for e in events]
+        echo_json(data)
+        return
+    fields_ = run.to_dict()
+    long_fields = ("spec", "config_toml", "dataset_toml", "argv")
+    width = max(len(k) for k in fields_)
+    for key, value in fields_.items():
+        if key in long_fields or value in (None, [], ""):
+            continue
+        click.echo(f"{key:<{width}}  {value}")
+    if scores:
+        click.echo("")
+        echo_table(
+            ["epoch", "samples", "blank", "reported", "unique_colors_24 mean", "min", "max", "palette_distance mean"],
+            [
+                [s.epoch, s.sample_count, s.blank_count, s.reported, s.metrics["unique_colors_24"]["mean"],
+                 s.metrics["unique_colors_24"]["min"], s.metrics["unique_colors_24"]["max"],
+                 s.metrics["palette_distance"]["mean"]]
+                for s in scores
+            ],
+            title="epoch scores (best: lowest mean unique_colors_24 among epochs without blank samples)",
+        )
+    if reference:
+        echo_reference(reference)
+    if checkpoints:
+        echo_table(["epoch", "step", "size_bytes", "sha256", "uri"],
+                   [[c.epoch, c.step, c.size_bytes, c.sha256[:16], c.uri] for c in checkpoints], title="checkpoints")
+    if events:
+        echo_table(["at", "kind", "epoch", "step", "loss", "message"],
+                   [[e.at.isoformat(timespec="seconds"), e.kind, e.epoch, e.step, e.loss, e.message]
+                    for e in events[-20:]], title=f"events (last {min(20, len(events))} of {len(events)})")
+
+
+@runs.command("verify-repro")
+@click.argument("run_ref", metavar="RUN_ID")
+@json_option
+@pass_state
+def verify_repro(state: State, run_ref: str, as_json: bool) -> None:
+    """Compare a reproduction with its parent: rendered files, provenance and final checkpoint metadata."""
+    from orchestrator.provenance import compare_with_parent  # here for start-up speed
+
+    with state.store() as store:
+        parent, child, rows = compare_with_parent(store, run_ref)
+    mismatches = [r for r in rows if r.verdict in ("mismatch", "missing")]
+    if as_json:
+        echo_json({"parent": parent.id, "run": child.id, "fields": [r.to_dict() for r in rows],
+                   "matches": not mismatches})
+    else:
+        echo_table(["field", "verdict", "parent", "reproduction"],
+                   [[r.field, r.verdict, r.parent, r.child] for r in rows],
+                   title=f"{child.id} vs parent {parent.id}")
+        click.echo("reproduction matches" if not mismatches else f"{len(mismatches)} field(s) differ")
+    if mismatches:
+        sys.exit(1)
+
+
+@runs.command("cancel")
+@click.argument("run_ref", metavar="RUN_ID")
+@pass_state
+def runs_cancel(state: State, run_ref: str) -> None:
+    """Cancel a queued or running run. The process training it (here, a worker elsewhere, over SSH) sees it at its
+    next heartbeat (10 s) and stops the trainer, keeping the checkpoints so far; a RunPod run's pod is terminated and
+    its cost recorded."""
+    from orchestrator.runs import cancel_run  # here for start-up speed
+
+    with state.store() as store:
+        run = cancel_run(store, run_ref)
+    click.echo(f"{run.id}: {run.status}")
+
+
+@runs.command("requeue")
+@click.argument("run_ref", metavar="RUN_ID")
+@pass_state
+def runs_requeue(state: State, run_ref: str) -> None:
+    """Put a lost, failed or cancelled run back in the queue as a new attempt."""
+    with state.store() as store:
+        run = store.requeue(run_ref)
+    click.echo(f"{run.id}: queued again (attempt {run.attempt})")
+
+
+@runs.command("watch")
+@click.argument("run_ref", metavar="RUN_ID")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between polls.")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@pass_state
+def runs_watch(state: State, run_ref: str, interval: float, timeout: float | None) -> None:
+    """Follow a run from the database (status, epoch, step, loss, checkpoints) until it ends."""
+    import time
+
+    ended = ("succeeded", "failed", "cancelled", "lost")
+    deadline = time.monotonic() + timeout if timeout else None
+    last = 0
+    with state.store() as store:
+        run = store.get_run(run_ref)
+        click.echo(f"{run.id} ({run.name}): {run.status}")
+        while True:
+            for event in store.events(run.id, after_id=last):
+                last = event.id
+                parts = [event.at.isoformat(timespec="seconds"), event.kind]
+                if event.epoch is not None:
+                    parts.append(f"epoch {event.epoch}")
+                if event.step is not None:
+                    total = (event.data or {}).get("total_steps")
+                    parts.append(f"step {event.step}" + (f"/{total}" if total else ""))
+                if event.loss is not None:
+                    parts.append(f"loss {event.loss:.4f}")
+                if event.message and event.kind != "progress":
+                    parts.append(event.message)
+                click.echo("  ".join(parts))
+            run = store.get_run(run.id)
+            if run.status in ended:
+                click.echo(f"{run.id}: {run.status}" + (f" (best epoch {run.best_epoch})" if run.best_epoch else ""))
+                sys.exit(0 if run.status == "succeeded" else 1)
+            if deadline and time.monotonic() > deadline:
+                click.echo(f"{run.id}: still {run.status} after {timeout:.0f} s", err=True)
+                sys.exit(3)
+            time.sleep(interval)
