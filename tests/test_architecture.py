@@ -138,6 +138,17 @@ def test_the_spec_imports_nothing_of_kohya_evaluation_or_tracking():
     assert sorted(m for m in reachable if unit_of(m) in ("kohya", "evaluation", "tracking", "launch")) == []
 
 
+def test_cli_command_modules_use_only_the_output_module_of_the_cli():
+    """The root registers the command modules; they share output.py and never import each other or the root."""
+    graph = import_graph()
+    commands = [m for m in graph if m.startswith("orchestrator.cli.") and m != "orchestrator.cli.output"]
+    assert len(commands) >= 8, commands
+    wrong = {m: sorted(t for t in graph[m] if unit_of(t) == "cli" and t != "orchestrator.cli.output")
+             for m in commands}
+    assert {m: t for m, t in wrong.items() if t} == {}
+    assert sorted(t for t in graph["orchestrator.cli.output"] if unit_of(t) == "cli") == []
+
+
 @pytest.mark.parametrize(("graph", "expected"), [
     ({"orchestrator.spec": {"orchestrator.kohya.validate": 3}, "orchestrator.kohya.validate": {}},
      ["orchestrator.spec line 3 imports orchestrator.kohya.validate (kohya is above spec)"]),
