@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from artifact_fixtures import MB, _fast_retries, _no_cloud_env, _standin_server, standin  # noqa: F401
+from artifact_fixtures import MB, _fast_retries, _no_cloud_env, _standin_server, standin, supabase  # noqa: F401
 
 from orchestrator.artifacts import ArtifactError, open_store
 from orchestrator.artifacts.base import object_key
@@ -42,57 +42,54 @@ def _state_files() -> list[Path]:
     return sorted((data_dir() / "uploads").rglob("*.json")) if (data_dir() / "uploads").exists() else []
 
 
-def test_small_put_sends_exactly_these_requests(standin, tmp_path):
+def test_small_put_sends_exactly_these_requests(supabase, tmp_path):
     source = _file(tmp_path / "sample.png", 5000)
     sha = _sha(source)
     artifact = open_store(f"supabase://{BUCKET}/runs").put_file(source)
     assert artifact.uri == f"supabase://{BUCKET}/runs/{object_key(sha)}"
-    assert [(r.method, r.path) for r in standin.requests] == [
+    assert [(r.method, r.path) for r in supabase.requests] == [
         ("GET", f"/object/info/{BUCKET}/{_name(sha)}"),  # exists? (no)
         ("GET", f"/bucket/{BUCKET}"),  # bucket? (no: 400 with statusCode 404 in the body)
         ("POST", "/bucket"),  # create it, private
         ("POST", f"/object/{BUCKET}/{_name(sha)}"),  # one multipart POST: 5000 bytes is under 6 MB
     ]
-    for request in standin.requests:
-        assert request.headers["apikey"] == standin.service_key
-        assert request.headers["authorization"] == f"Bearer {standin.service_key}"
-    assert standin.requests[2].json == {"id": BUCKET, "name": BUCKET, "public": False}
-    upload = standin.requests[3]
+    for request in supabase.requests:
+        assert request.headers["apikey"] == supabase.service_key
+        assert request.headers["authorization"] == f"Bearer {supabase.service_key}"
+    assert supabase.requests[2].json == {"id": BUCKET, "name": BUCKET, "public": False}
+    upload = supabase.requests[3]
     assert upload.headers["x-upsert"] == "true"  # a string, as storage3 requires
     assert upload.headers["content-type"].startswith("multipart/form-data")
-    stored = standin.object(BUCKET, _name(sha))
+    stored = supabase.object(BUCKET, _name(sha))
     assert stored.data == source.read_bytes()
     assert stored.content_type == "application/octet-stream"  # not storage3's default text/plain
     assert stored.cache_control == "max-age=31536000"
     assert stored.user_metadata == {"sha256": sha}
 
 
-def test_large_put_goes_through_tus_in_6mb_chunks(standin, tmp_path):
+def test_large_put_goes_through_tus_in_6mb_chunks(supabase, tmp_path):
     source = _file(tmp_path / "lora.safetensors", 13 * MB + 5)
     sha = _sha(source)
-    standin.buckets[BUCKET] = {}
-    standin.bucket_meta[BUCKET] = {"id": BUCKET, "name": BUCKET, "owner": "", "public": False,
-                                   "file_size_limit": None, "allowed_mime_types": None,
-                                   "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+    supabase.create_bucket(BUCKET)
     open_store(f"supabase://{BUCKET}/runs").put_file(source)
-    methods = [(r.method, r.path.split("/resumable/")[0]) for r in standin.requests]
+    methods = [(r.method, r.path.split("/resumable/")[0]) for r in supabase.requests]
     assert methods == [("GET", f"/object/info/{BUCKET}/{_name(sha)}"), ("GET", f"/bucket/{BUCKET}"),
                        ("POST", "/upload/resumable")] + [("PATCH", "/upload")] * 3
-    create = standin.requests[2]
+    create = supabase.requests[2]
     assert create.headers["tus-resumable"] == "1.0.0"
     assert create.headers["upload-length"] == str(13 * MB + 5)
     assert create.headers["x-upsert"] == "true"
-    assert create.headers["apikey"] == standin.service_key
-    assert create.headers["authorization"] == f"Bearer {standin.service_key}"
+    assert create.headers["apikey"] == supabase.service_key
+    assert create.headers["authorization"] == f"Bearer {supabase.service_key}"
     assert create.tus_metadata == {"bucketName": BUCKET, "objectName": _name(sha),
                                    "contentType": "application/octet-stream", "cacheControl": "31536000",
                                    "metadata": json.dumps({"sha256": sha})}
-    patches = standin.requests[3:]
+    patches = supabase.requests[3:]
     assert [p.body_size for p in patches] == [6 * MB, 6 * MB, MB + 5]
     assert [p.headers["upload-offset"] for p in patches] == ["0", str(6 * MB), str(12 * MB)]
     assert all(p.headers["content-type"] == "application/offset+octet-stream" for p in patches)
     assert all(p.headers["tus-resumable"] == "1.0.0" and p.headers["x-upsert"] == "true" for p in patches)
-    assert hashlib.sha256(standin.object(BUCKET, _name(sha)).data).hexdigest() == sha
+    assert hashlib.sha256(supabase.object(BUCKET, _name(sha)).data).hexdigest() == sha
     assert _state_files() == []  # the saved upload URL is gone once the upload completes
 
 
@@ -127,7 +124,7 @@ def test_interrupted_40mb_upload_resumes_from_the_server_offset(standin, tmp_pat
     assert _state_files() == []
 
 
-def test_ctrl_c_after_two_chunks_then_resume(standin, tmp_path):
+def test_ctrl_c_after_two_chunks_then_resume(supabase, tmp_path):
     source = _file(tmp_path / "lora.safetensors", 20 * MB)
     sha = _sha(source)
 
@@ -138,11 +135,11 @@ def test_ctrl_c_after_two_chunks_then_resume(standin, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         open_store(f"supabase://{BUCKET}").put_file(source, progress=interrupt_after_two_chunks)
     assert len(_state_files()) == 1
-    standin.requests.clear()
+    supabase.requests.clear()
     open_store(f"supabase://{BUCKET}").put_file(source)
-    assert [int(p.headers["upload-offset"]) for p in standin.calls("PATCH")] == [12 * MB, 18 * MB]
-    assert standin.calls("POST", "/upload/resumable") == []
-    assert hashlib.sha256(standin.object(BUCKET, object_key(sha)).data).hexdigest() == sha
+    assert [int(p.headers["upload-offset"]) for p in supabase.calls("PATCH")] == [12 * MB, 18 * MB]
+    assert supabase.calls("POST", "/upload/resumable") == []
+    assert hashlib.sha256(supabase.object(BUCKET, object_key(sha)).data).hexdigest() == sha
 
 
 def test_dropped_connection_is_resumed_within_the_same_run(standin, tmp_path):
@@ -156,12 +153,12 @@ def test_dropped_connection_is_resumed_within_the_same_run(standin, tmp_path):
     assert standin.object(BUCKET, object_key(_sha(source))).data == source.read_bytes()
 
 
-def test_expired_upload_url_starts_a_new_upload(standin, tmp_path):
+def test_expired_upload_url_starts_a_new_upload(supabase, tmp_path):
     source = _file(tmp_path / "lora.safetensors", 7 * MB)
     store = open_store(f"supabase://{BUCKET}")
-    store.resumable.put(_sha(source), f"{standin.storage_url}/upload/resumable/Z29uZQ")
+    store.resumable.put(_sha(source), f"{supabase.storage_url}/upload/resumable/Z29uZQ")
     store.put_file(source)
-    assert [r.method for r in standin.requests if "/upload/resumable" in r.path] == ["HEAD", "POST", "PATCH",
+    assert [r.method for r in supabase.requests if "/upload/resumable" in r.path] == ["HEAD", "POST", "PATCH",
                                                                                     "PATCH"]
     assert _state_files() == []
 
@@ -228,45 +225,60 @@ def test_dropped_download_resumes_with_a_range_request(standin, tmp_path):
 
 
 @pytest.mark.parametrize("size", [5 * MB, 9 * MB], ids=["rest", "tus"])
-def test_over_the_size_limit_says_free_plan_and_alternatives(standin, tmp_path, size):
+def test_over_the_buckets_size_limit_says_so_and_the_alternatives(supabase, tmp_path, size):
+    supabase.create_bucket(BUCKET, file_size_limit=4 * MB)
+    source = _file(tmp_path / "lora.safetensors", size)
+    with pytest.raises(ArtifactError) as failure:
+        open_store(f"supabase://{BUCKET}").put_file(source)
+    message = failure.value.one_line()
+    assert f"could not upload lora.safetensors ({size / MB:.1f} MB): it is over the file size limit of " \
+        f"bucket '{BUCKET}' (4.0 MB; 413" in message
+    assert ("413 Payload too large: The object exceeded the maximum allowed size" in message if size < 6 * MB
+            else "413: Maximum size exceeded" in message)
+    assert "raise the bucket's file size limit" in message and "50 MB on the Free plan" in message
+    assert "s3://" in message and "project's per-file" not in message
+    assert len(supabase.calls("POST", "/object/")) + len(supabase.calls("POST", "/upload/")) == 1  # not retried
+
+
+@pytest.mark.parametrize("size", [5 * MB, 9 * MB], ids=["rest", "tus"])
+def test_over_the_projects_size_limit_says_free_plan_and_alternatives(standin, tmp_path, size):
+    """The project-wide limit (500 MB on the local real server, too big for a test): the stand-in's limit plays it."""
     standin.file_size_limit = 4 * MB
     source = _file(tmp_path / "lora.safetensors", size)
     with pytest.raises(ArtifactError) as failure:
         open_store(f"supabase://{BUCKET}").put_file(source)
     message = failure.value.one_line()
-    assert f"could not upload lora.safetensors ({size / MB:.1f} MB): it is over the project's per-file size limit" \
-        in message
-    assert ("413 Payload too large: The object exceeded the maximum allowed size" in message if size < 6 * MB
-            else "413: Maximum size exceeded" in message)
+    assert f"could not upload lora.safetensors ({size / MB:.1f} MB): it is over the project's per-file upload size " \
+        "limit" in message
     assert "Free plan caps every file at 50 MB" in message and "Pro plan" in message and "s3://" in message
     assert len(standin.calls("POST", "/object/")) + len(standin.calls("POST", "/upload/")) == 1  # not retried
 
 
-def test_bad_key_is_one_line_naming_the_store_without_the_key(standin, tmp_path, monkeypatch):
+def test_bad_key_is_one_line_naming_the_store_without_the_key(supabase, tmp_path, monkeypatch):
     wrong = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXRoYXQtaXMtd3Jvbmc"
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", wrong)
     with pytest.raises(ArtifactError) as failure:
         open_store(f"supabase://{BUCKET}/runs").put_file(_file(tmp_path / "a", 100))
     message = failure.value.one_line()
-    assert message.startswith(f"supabase://{BUCKET}/runs at {standin.url}/storage/v1: the server refused the "
+    assert message.startswith(f"supabase://{BUCKET}/runs at {supabase.url}/storage/v1: the server refused the "
                               f"credentials while trying to check bucket '{BUCKET}' (403 Unauthorized: signature "
                               "verification failed) (hint: set SUPABASE_URL")
     assert wrong not in message and "\n" not in message
-    assert len(standin.calls("GET", "/bucket/")) == 1
+    assert len(supabase.calls("GET", "/bucket/")) == 1
     with pytest.raises(ArtifactError, match="refused the credentials while trying to list objects"):
         list(open_store(f"supabase://{BUCKET}").list())
 
 
-def test_missing_environment_names_the_variables(standin, monkeypatch, tmp_path):
+def test_missing_environment_names_the_variables(supabase, monkeypatch, tmp_path):
     monkeypatch.delenv("SUPABASE_SERVICE_ROLE_KEY")
     with pytest.raises(ArtifactError, match=r"^supabase://b: SUPABASE_SERVICE_ROLE_KEY or SUPABASE_KEY not set"):
         open_store("supabase://b").exists("0" * 64)
-    monkeypatch.setenv("SUPABASE_KEY", standin.service_key)  # the fallback name
+    monkeypatch.setenv("SUPABASE_KEY", supabase.service_key)  # the fallback name
     assert not open_store("supabase://b").exists("0" * 64)
     monkeypatch.delenv("SUPABASE_URL")
     with pytest.raises(ArtifactError, match="SUPABASE_URL not set"):
         open_store("supabase://b").exists("0" * 64)
-    monkeypatch.setenv("SUPABASE_STORAGE_URL", standin.storage_url)  # a storage server on its own
+    monkeypatch.setenv("SUPABASE_STORAGE_URL", supabase.storage_url)  # a storage server on its own
     assert not open_store("supabase://b").exists("0" * 64)
 
 
@@ -278,30 +290,30 @@ def test_uri_with_credentials_is_refused(uri):
     assert "eyJ" not in failure.value.one_line() and "SUPABASE_SERVICE_ROLE_KEY" in failure.value.one_line()
 
 
-def test_listing_pages_through_folders(standin, tmp_path, monkeypatch):
+def test_listing_pages_through_folders(supabase, tmp_path, monkeypatch):
     store = open_store(f"supabase://{BUCKET}/runs")
     artifacts = [store.put_file(_file(tmp_path / f"f{i}", 10 + i)) for i in range(5)]
     monkeypatch.setattr(SupabaseStore, "list_page", 2)
-    standin.requests.clear()
+    supabase.requests.clear()
     assert list(store.list()) == sorted(artifacts, key=lambda a: a.sha256)
-    first = standin.calls("POST", "/object/list/")[0]
+    first = supabase.calls("POST", "/object/list/")[0]
     assert first.json["prefix"] == "runs/sha256" and first.json["limit"] == 2 and first.json["offset"] == 0
 
 
-def test_signed_url_asks_for_the_expiry(standin, tmp_path):
+def test_signed_url_asks_for_the_expiry(supabase, tmp_path):
     store = open_store(f"supabase://{BUCKET}")
     artifact = store.put_file(_file(tmp_path / "a", 100))
     url = store.signed_url(artifact.uri, expires=90)
-    assert url.startswith(f"{standin.storage_url}/object/sign/{BUCKET}/{object_key(artifact.sha256)}?token=")
-    assert standin.calls("POST", "/object/sign/")[0].json == {"expiresIn": "90"}
+    assert url.startswith(f"{supabase.storage_url}/object/sign/{BUCKET}/{object_key(artifact.sha256)}?token=")
+    assert supabase.calls("POST", "/object/sign/")[0].json == {"expiresIn": "90"}
 
 
-def test_delete_forgets_an_unfinished_upload(standin, tmp_path):
+def test_delete_forgets_an_unfinished_upload(supabase, tmp_path):
     store = open_store(f"supabase://{BUCKET}")
-    store.resumable.put("a" * 64, f"{standin.storage_url}/upload/resumable/eA")
+    store.resumable.put("a" * 64, f"{supabase.storage_url}/upload/resumable/eA")
     store.delete("a" * 64)
     assert store.resumable.pending() == []
-    assert standin.calls("DELETE")[0].json == {"prefixes": [object_key("a" * 64)]}
+    assert supabase.calls("DELETE")[0].json == {"prefixes": [object_key("a" * 64)]}
 
 
 # ---- opt-in: a real Supabase project or storage server ---------------------------------------------------------
