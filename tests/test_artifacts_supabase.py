@@ -1,14 +1,20 @@
-"""supabase:// against the Storage stand-in (tests/standins/supabase_storage.py): the exact requests the backend
-sends, resumable uploads, retries, size limits, credentials. The last test runs against a real Supabase project or
-storage server when SUPABASE_URL (or SUPABASE_STORAGE_URL) and SUPABASE_SERVICE_ROLE_KEY are set.
+"""supabase:// against the real Supabase Storage server (v1.22.10 run locally behind a /storage/v1 gateway that
+records every request, tests/services/supabase_storage.py): the exact requests the backend sends, resumable
+uploads, stale upload URLs, size limits, credentials, listing, signing. The faults the real server cannot be made to
+produce (injected 5xx bursts, a connection dropped mid-chunk or mid-download, stalls) run on the stand-in
+(tests/standins/supabase_storage.py), and test_the_standin_answers_as_the_real_server_does checks every answer those
+tests rely on against the real server. The opt-in last test runs against a hosted Supabase project when
+SUPABASE_URL (or SUPABASE_STORAGE_URL) and SUPABASE_SERVICE_ROLE_KEY are set.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import secrets
+import socket
 import stat
 from pathlib import Path
 
@@ -153,14 +159,84 @@ def test_dropped_connection_is_resumed_within_the_same_run(standin, tmp_path):
     assert standin.object(BUCKET, object_key(_sha(source))).data == source.read_bytes()
 
 
-def test_expired_upload_url_starts_a_new_upload(supabase, tmp_path):
+@pytest.mark.parametrize("upload_id", [
+    base64.urlsafe_b64encode(f"{BUCKET}/{'x' * 8}/0d7c0f8e-0000-4000-8000-000000000000".encode()).decode(),
+    "Z29uZQ",
+], ids=["unknown-404", "malformed-400-InvalidUploadId"])
+def test_a_saved_upload_url_the_server_refuses_starts_a_new_upload(supabase, tmp_path, upload_id):
     source = _file(tmp_path / "lora.safetensors", 7 * MB)
     store = open_store(f"supabase://{BUCKET}")
-    store.resumable.put(_sha(source), f"{supabase.storage_url}/upload/resumable/Z29uZQ")
+    store.resumable.put(_sha(source), f"{supabase.storage_url}/upload/resumable/{upload_id.rstrip('=')}")
     store.put_file(source)
     assert [r.method for r in supabase.requests if "/upload/resumable" in r.path] == ["HEAD", "POST", "PATCH",
-                                                                                    "PATCH"]
+                                                                                     "PATCH"]
     assert _state_files() == []
+    assert supabase.object(BUCKET, object_key(_sha(source))).data == source.read_bytes()
+
+
+def test_a_bad_key_on_resume_keeps_the_saved_upload(supabase, tmp_path, monkeypatch):
+    """The resume HEAD answers a bad key with a bodiless 400, like a malformed id: the saved URL must survive the
+    failed run (the new upload's POST says it is the key), so the next run with the right key resumes."""
+    source = _file(tmp_path / "lora.safetensors", 20 * MB)
+
+    def interrupt_after_two_chunks(done, total):
+        if done >= 12 * MB:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        open_store(f"supabase://{BUCKET}").put_file(source, progress=interrupt_after_two_chunks)
+    [saved] = _state_files()
+    url = json.loads(saved.read_text())["upload_url"]
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", supabase.anon_key[:-6] + "AAAAAA")
+    with pytest.raises(ArtifactError, match="refused the credentials"):
+        SupabaseStore(f"supabase://{BUCKET}", retry=ONE_TRY).put_file(source)
+    assert json.loads(saved.read_text())["upload_url"] == url
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", supabase.service_key)
+    supabase.requests.clear()
+    open_store(f"supabase://{BUCKET}").put_file(source)
+    assert [int(p.headers["upload-offset"]) for p in supabase.calls("PATCH")] == [12 * MB, 18 * MB]
+    assert supabase.calls("POST", "/upload/resumable") == []
+
+
+def test_a_failed_resume_head_says_what_was_asked_and_that_running_again_resumes(standin, tmp_path):
+    """A gateway's 502 on the HEAD comes without a body: the message says what failed, not "(502: )"."""
+    source = _file(tmp_path / "lora.safetensors", 20 * MB)
+    standin.drop_patch_after(1)
+    with pytest.raises(ArtifactError):
+        SupabaseStore(f"supabase://{BUCKET}", retry=ONE_TRY).put_file(source)
+    standin.fail_next(4, status=502, method="HEAD")  # the test policy's four attempts
+    with pytest.raises(ArtifactError) as failure:
+        open_store(f"supabase://{BUCKET}").put_file(source)
+    assert failure.value.one_line() == (
+        f"supabase://{BUCKET} at {standin.storage_url}: could not upload lora.safetensors: the server answered 502 "
+        "with no details while asking how much of the interrupted upload it holds (TUS HEAD) (hint: a server or "
+        "gateway failure: running it again resumes the upload from what the server has)")
+    assert len(standin.calls("HEAD")) == 4  # retried: a 502 is transient
+    assert len(_state_files()) == 1  # kept for that next run
+    standin.requests.clear()
+    open_store(f"supabase://{BUCKET}").put_file(source)
+    assert [int(p.headers["upload-offset"]) for p in standin.calls("PATCH")] == [6 * MB, 12 * MB, 18 * MB]
+
+
+def test_an_unreachable_server_is_retried_for_the_budget_with_a_line_per_wait(tmp_path, monkeypatch):
+    """Nothing listens on the port: the store keeps trying for the whole budget (an injected clock) and says so."""
+    from test_artifacts_support import FakeClock
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SUPABASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl")
+    clock, lines = FakeClock(), []
+    store = SupabaseStore(f"supabase://{BUCKET}", retry=RetryPolicy(clock=clock, sleep=clock.sleep,
+                                                                    notify=lines.append))
+    with pytest.raises(ArtifactError) as failure:
+        store.exists("0" * 64)
+    assert sum(clock.sleeps) == pytest.approx(60.0)
+    assert len(lines) == len(clock.sleeps) >= 12  # pauses of at most 5 s
+    assert lines[0] == (f"supabase://{BUCKET} at http://127.0.0.1:{port}/storage/v1: the server did not answer "
+                        "(ConnectError); trying again for up to 60 s more")
+    assert "did not answer (ConnectError" in failure.value.one_line()
 
 
 def test_bursts_of_server_errors_are_retried(standin, tmp_path):
@@ -360,3 +436,66 @@ def test_real_supabase_storage(tmp_path, monkeypatch):
     finally:
         for artifact in list(open_store(uri).list()):
             store.delete(artifact.sha256)
+
+
+# ---- the stand-in answers as the real server does, for every behaviour the fault tests rely on ---------------
+
+
+def _observe(storage_url: str, key: str, wrong_key: str) -> list[tuple]:
+    """Raw requests of the kinds the backend sends, and what comes back of the answers the backend reads."""
+    import base64
+
+    import requests
+
+    auth = {"apikey": key, "Authorization": f"Bearer {key}"}
+    tus = {**auth, "Tus-Resumable": "1.0.0"}
+    seen: list[tuple] = []
+
+    def note(what: str, response, *headers: str) -> None:
+        json_body = response.content and response.headers.get("content-type", "").startswith("application/json")
+        body = response.json() if json_body else None
+        fields = {k: body[k] for k in ("statusCode", "error") if isinstance(body, dict) and k in body}
+        seen.append((what, response.status_code, fields, {h: response.headers.get(h) for h in headers}))
+
+    note("bucket missing", requests.get(f"{storage_url}/bucket/parity", headers=auth, timeout=10))
+    note("create bucket", requests.post(f"{storage_url}/bucket", json={"id": "parity", "name": "parity",
+                                                                       "public": False}, headers=auth, timeout=10))
+    note("info missing", requests.get(f"{storage_url}/object/info/parity/a/b", headers=auth, timeout=10))
+    note("get missing", requests.get(f"{storage_url}/object/parity/a/b", headers=auth, timeout=10))
+    note("bad key", requests.get(f"{storage_url}/bucket/parity", timeout=10,
+                                 headers={"apikey": wrong_key, "Authorization": f"Bearer {wrong_key}"}))
+    body = bytes(range(10))
+    note("upload", requests.post(f"{storage_url}/object/parity/a/b", files={"file": ("b", body)},
+                                 headers={**auth, "x-upsert": "true"}, timeout=10))
+    note("upload again, no upsert", requests.post(f"{storage_url}/object/parity/a/b", files={"file": ("b", body)},
+                                                  headers=auth, timeout=10))
+    ranged = requests.get(f"{storage_url}/object/parity/a/b", headers={**auth, "Range": "bytes=3-"}, timeout=10)
+    note("ranged get", ranged, "content-range")
+    seen.append(("ranged body", ranged.content))
+    metadata = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in
+                        {"bucketName": "parity", "objectName": "c", "contentType": "application/octet-stream"}.items())
+    created = requests.post(f"{storage_url}/upload/resumable", timeout=10,
+                            headers={**tus, "Upload-Length": "10", "Upload-Metadata": metadata, "x-upsert": "true"})
+    note("tus create", created, "tus-resumable")
+    location = created.headers["location"]
+    seen.append(("tus location", location.startswith(f"{storage_url}/upload/resumable/")))
+    note("tus head", requests.head(location, headers=tus, timeout=10), "upload-offset", "upload-length",
+         "cache-control")
+    patch = {**tus, "Content-Type": "application/offset+octet-stream"}
+    note("tus patch, wrong offset", requests.patch(location, data=body[:4], timeout=10,
+                                                   headers={**patch, "Upload-Offset": "3"}))
+    note("tus patch", requests.patch(location, data=body[:4], headers={**patch, "Upload-Offset": "0"}, timeout=10),
+         "upload-offset")
+    note("tus head, bad key", requests.head(location, timeout=10, headers={
+        **tus, "apikey": wrong_key, "Authorization": f"Bearer {wrong_key}"}))
+    unknown = base64.urlsafe_b64encode(b"stub/parity/c/0d7c0f8e-0000-4000-8000-000000000000").decode().rstrip("=")
+    note("tus head, unknown upload", requests.head(f"{storage_url}/upload/resumable/{unknown}", headers=tus,
+                                                   timeout=10))
+    note("tus head, malformed id", requests.head(f"{storage_url}/upload/resumable/Z29uZQ", headers=tus, timeout=10))
+    return seen
+
+
+def test_the_standin_answers_as_the_real_server_does(supabase, standin):
+    wrong = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXRoYXQtaXMtd3Jvbmc"
+    real = _observe(supabase.storage_url, supabase.service_key, wrong)
+    assert _observe(standin.storage_url, standin.service_key, wrong) == real

@@ -177,12 +177,8 @@ class SupabaseStorageServer:
         if self.gateway is not None:
             self.gateway.stop()
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.kill()  # nothing to keep: its database and files go next
+            self.process.wait()
         engine = self._admin()
         try:
             with engine.connect() as connection:

@@ -1,6 +1,13 @@
 """TEST STAND-IN for Supabase Storage: an HTTP server on 127.0.0.1 that answers the Storage REST and TUS requests
 the way the real server (supabase/storage v1.22.x, checked against v1.22.10 run locally) does. It is not Supabase.
 
+Used ONLY for the faults the real server cannot be made to produce: injected 5xx bursts and 400s with a 5xx in the
+body, a connection dropped in the middle of a PATCH or a download, stalled answers (client timeouts), and a
+project-wide size limit small enough for a test. Everything else runs against the real server
+(tests/services/supabase_storage.py); test_the_standin_answers_as_the_real_server_does in
+tests/test_artifacts_supabase.py runs the same raw requests against both and compares every answer the fault tests
+rely on.
+
 What it mimics, because the backend must cope with it:
 
 - REST errors as HTTP 400 with the real status in a JSON body: ``{"statusCode": "404", "error": "not_found",
@@ -537,6 +544,8 @@ class SupabaseStorageStandIn:
             return self._tus_create(handler, record)
         with self._lock:
             upload = self.uploads.get(upload_id)
+        if upload is None and not _well_formed_upload_id(upload_id):
+            raise StorageError("400", "InvalidUploadId", "Invalid upload Id")
         if upload is None:
             return self._tus_send(handler, 404, "The file for this url was not found\n")
         if method == "HEAD":
@@ -599,6 +608,15 @@ class SupabaseStorageStandIn:
                 upload.data = bytearray()
                 headers["Tus-Complete"] = "1"
         self._tus_send(handler, 204, headers=headers)
+
+
+def _well_formed_upload_id(upload_id: str) -> bool:
+    """An upload id is base64url(bucket/object/version); anything else the real server answers 400 InvalidUploadId."""
+    try:
+        decoded = base64.urlsafe_b64decode(upload_id + "=" * (-len(upload_id) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return decoded.count("/") >= 2 and all(decoded.split("/"))
 
 
 def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], tuple[bytes, str]]:
