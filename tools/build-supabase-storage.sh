@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Build the real Supabase Storage server the artifact tests run against, once per version, outside the repository:
 # ${XDG_CACHE_HOME:-~/.cache}/lora-orchestrator/supabase-storage-VERSION (ORCHESTRATOR_TEST_CACHE overrides the
-# parent). The source tarball comes from ../shared/services/ beside the repository (ORCHESTRATOR_TEST_SERVICES_DIR
-# overrides the folder). A lock keeps two test runs from building at once; a finished build is marked and reused.
+# parent). The source tarball comes from ../shared/services/ beside the repository, else shared/services/ inside it
+# (ORCHESTRATOR_TEST_SERVICES_DIR overrides the folder). Skips the TypeScript type check (npm run build's tsc
+# -noEmit): the same JavaScript in a third of the time. A lock keeps two test runs from building at once; a finished build is marked and reused.
 # Prints the build's directory on stdout; everything else goes to stderr.
 set -euo pipefail
 VERSION=v1.22.10
 repo=$(cd "$(dirname "$0")/.." && pwd)
 services=${ORCHESTRATOR_TEST_SERVICES_DIR:-$repo/../shared/services}
+[ -d "$services" ] || [ -n "${ORCHESTRATOR_TEST_SERVICES_DIR:-}" ] || services=$repo/shared/services  # a checkout that holds shared/
 tarball=$services/supabase-storage-$VERSION.tar.gz
 cache=${ORCHESTRATOR_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lora-orchestrator}
 dest=$cache/supabase-storage-$VERSION

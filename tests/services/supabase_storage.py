@@ -2,8 +2,9 @@
 a ``/storage/v1`` gateway on loopback, as a hosted project looks.
 
 - Build: ``tools/build-supabase-storage.sh`` (once per version, cached outside the repository, under a lock).
-- Database: a fresh database ``storage_test_<pid>_<hex>`` on the local PostgreSQL; the server's own migrations
-  install the cluster-wide roles anon, authenticated, service_role and authenticator. Teardown drops the database,
+- Database: a fresh database ``storage_test_<pid>_<hex>`` on the local PostgreSQL, with the cluster-wide roles
+  anon, authenticated, service_role and authenticator made as the server's DB_INSTALL_ROLES migration makes them
+  (which fails when they exist, as they do while another run's server is up). Teardown drops the database,
   and the roles only when no other test run's storage database is left (PostgreSQL itself refuses to drop a role
   that another database still has grants for, which covers a run that starts meanwhile).
 - Keys: a fresh HS256 secret per run; ``service_key`` and ``anon_key`` are JWTs with ``role`` service_role / anon.
@@ -116,12 +117,13 @@ class SupabaseStorageServer:
         try:
             with engine.connect() as connection:
                 connection.execute(sa.text(f'CREATE DATABASE "{self.database}"'))
-                # the migrations create the cluster-wide roles: one run at a time
-                connection.execute(sa.text(f"SELECT pg_advisory_lock({_SETUP_LOCK})"))
+                connection.execute(sa.text(f"SELECT pg_advisory_lock({_SETUP_LOCK})"))  # one run at a time
                 try:
-                    self._spawn(root)
+                    _drop_abandoned_databases(connection)
+                    self._install_roles(connection)
                 finally:
                     connection.execute(sa.text(f"SELECT pg_advisory_unlock({_SETUP_LOCK})"))
+            self._spawn(root)
         except Exception:
             self.stop()
             raise
@@ -131,6 +133,30 @@ class SupabaseStorageServer:
         self.started_in = time.monotonic() - started
         return self
 
+    def _install_roles(self, admin: sa.Connection) -> None:
+        """What the server's migration does with DB_INSTALL_ROLES=true, done here because that migration fails when
+        the roles exist (another test run's server, on the same PostgreSQL, made them): the roles where missing,
+        then the new database's storage schema and its grants."""
+        existing = set(admin.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:r)"),
+                                     {"r": list(ROLES)}).scalars())
+        for role, options in (("anon", "NOLOGIN NOINHERIT"), ("authenticated", "NOLOGIN NOINHERIT"),
+                              ("service_role", "NOLOGIN NOINHERIT BYPASSRLS"), ("authenticator", "LOGIN NOINHERIT")):
+            if role not in existing:
+                admin.execute(sa.text(f"CREATE ROLE {role} {options}"))
+        for role in ("anon", "authenticated", "service_role", make_url(self.pg_url).username or "postgres"):
+            admin.execute(sa.text(f'GRANT "{role}" TO authenticator'))
+        engine = sa.create_engine(make_url(self.pg_url).set(drivername="postgresql+psycopg", database=self.database))
+        roles = f"{make_url(self.pg_url).username or 'postgres'}, anon, authenticated, service_role"
+        try:
+            with engine.begin() as connection:
+                connection.execute(sa.text("CREATE SCHEMA storage"))
+                connection.execute(sa.text(f"GRANT USAGE ON SCHEMA storage TO {roles}"))
+                for kind in ("TABLES", "FUNCTIONS", "SEQUENCES"):
+                    connection.execute(sa.text(f"ALTER DEFAULT PRIVILEGES IN SCHEMA storage GRANT ALL ON {kind} TO "
+                                               f"{roles}"))
+        finally:
+            engine.dispose()
+
     def _spawn(self, root: Path) -> None:
         database_url = make_url(self.pg_url).set(database=self.database).render_as_string(hide_password=False)
         env = {
@@ -139,7 +165,7 @@ class SupabaseStorageServer:
             "SERVER_ADMIN_PORT": str(_free_port()), "SERVER_REGION": "local", "TENANT_ID": "stub",
             "AUTH_JWT_SECRET": self.secret, "AUTH_JWT_ALGORITHM": "HS256",
             "ANON_KEY": self.anon_key, "SERVICE_KEY": self.service_key,
-            "DATABASE_URL": database_url, "DB_INSTALL_ROLES": "true", "DB_ANON_ROLE": "anon",
+            "DATABASE_URL": database_url, "DB_INSTALL_ROLES": "false",  # see _install_roles "DB_ANON_ROLE": "anon",
             "DB_SERVICE_ROLE": "service_role", "DB_AUTHENTICATED_ROLE": "authenticated",
             "DB_SUPER_USER": make_url(self.pg_url).username or "postgres", "DB_ALLOW_MIGRATION_REFRESH": "true",
             "STORAGE_BACKEND": "file", "STORAGE_FILE_BACKEND_PATH": str(self.files),
@@ -276,6 +302,17 @@ class SupabaseStorageServer:
         for child in self.files.iterdir():
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
         self.requests.clear()
+
+
+def _drop_abandoned_databases(admin: sa.Connection) -> None:
+    """Databases of earlier runs on this host that died before their teardown: the process named in the database's
+    name is gone and nobody is connected to it."""
+    for name in admin.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p AND datname NOT IN "
+                                      "(SELECT datname FROM pg_stat_activity WHERE datname IS NOT NULL)"),
+                              {"p": f"{DB_PREFIX}%"}).scalars():
+        pid = name[len(DB_PREFIX):].split("_")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            admin.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
 class Gateway:
