@@ -401,7 +401,8 @@ _REAL_ENV = {name: os.environ[name] for name in ("SUPABASE_URL", "SUPABASE_STORA
 
 
 @pytest.mark.skipif(not (_REAL_URL and _REAL_KEY), reason="set SUPABASE_URL (or SUPABASE_STORAGE_URL) and "
-                    "SUPABASE_SERVICE_ROLE_KEY to run against a real Supabase project or storage server")
+                    "SUPABASE_SERVICE_ROLE_KEY to run against a hosted Supabase project (the local real server runs "
+                    "every other test)")
 def test_real_supabase_storage(tmp_path, monkeypatch):
     for name, value in _REAL_ENV.items():
         monkeypatch.setenv(name, value)
