@@ -239,6 +239,33 @@ def test_an_unreachable_server_is_retried_for_the_budget_with_a_line_per_wait(tm
     assert "did not answer (ConnectError" in failure.value.one_line()
 
 
+def test_an_upload_survives_a_server_restart_and_resumes_from_its_offset(supabase, tmp_path):
+    """The real server is killed after the first chunk and is back a second later: the store waits (one line per
+    wait), then HEADs the upload and sends only what the server does not have."""
+    import threading
+
+    source = _file(tmp_path / "lora.safetensors", 20 * MB)
+    lines: list[str] = []
+    restarted = threading.Event()
+
+    def kill_after_first_chunk(done, total):
+        if done >= 6 * MB and not restarted.is_set():
+            restarted.set()
+            running = supabase.process
+            threading.Thread(target=supabase.restart, kwargs={"down_for": 1.0}).start()
+            running.wait()  # the next chunk goes to a dead server
+
+    store = SupabaseStore(f"supabase://{BUCKET}", retry=RetryPolicy(deadline=60, notify=lines.append))
+    artifact = store.put_file(source, progress=kill_after_first_chunk)
+    assert restarted.is_set() and lines
+    assert all(line.startswith(f"supabase://{BUCKET} at {supabase.storage_url}: the server answered 502; trying "
+                               "again for up to ") for line in lines), lines  # the gateway's 502 while it is down
+    patches = [int(p.headers["upload-offset"]) for p in supabase.calls("PATCH")]
+    assert patches[0] == 0 and patches[-3:] == [6 * MB, 12 * MB, 18 * MB]  # resumed at 6 MB, not started over
+    assert len(supabase.calls("POST", "/upload/resumable")) == 1 and supabase.calls("HEAD")
+    assert supabase.object(BUCKET, object_key(artifact.sha256)).data == source.read_bytes()
+
+
 def test_bursts_of_server_errors_are_retried(standin, tmp_path):
     source = _file(tmp_path / "lora.safetensors", 13 * MB)
     standin.fail_next(2, status=503, method="GET", path="/object/info/")
@@ -500,3 +527,29 @@ def test_the_standin_answers_as_the_real_server_does(supabase, standin):
     wrong = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXRoYXQtaXMtd3Jvbmc"
     real = _observe(supabase.storage_url, supabase.service_key, wrong)
     assert _observe(standin.storage_url, standin.service_key, wrong) == real
+
+
+# ---- the test server itself: absent, it is a visible skip here and a failure in CI ----------------------------
+
+
+def test_an_unbuildable_server_is_a_skip_with_its_reason_here_and_a_failure_in_ci(tmp_path, monkeypatch):
+    from services import supabase_storage as harness
+
+    monkeypatch.setenv("ORCHESTRATOR_TEST_SERVICES_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("ORCHESTRATOR_TEST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"the real Supabase Storage server is not available: building "
+                       r"the Supabase Storage server failed: no Supabase Storage source at \S*nothing-here"):
+        next(harness.session_server("postgresql://postgres@127.0.0.1:5432/test"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"no Supabase Storage source at .*\(in CI this server must start"):
+        next(harness.session_server("postgresql://postgres@127.0.0.1:5432/test"))
+    script = Path(__file__).resolve().parent.parent / "tools" / "ensure-test-services.sh"
+    import subprocess
+
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ})
+    assert done.returncode == 1
+    assert "error: could not build the Supabase Storage server" in done.stderr
+    monkeypatch.delenv("CI")
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ})
+    assert done.returncode == 0 and "the Supabase tests will be skipped" in done.stdout
