@@ -482,7 +482,9 @@ def _observe(storage_url: str, key: str, wrong_key: str) -> list[tuple]:
     def note(what: str, response, *headers: str) -> None:
         json_body = response.content and response.headers.get("content-type", "").startswith("application/json")
         body = response.json() if json_body else None
-        fields = {k: body[k] for k in ("statusCode", "error") if isinstance(body, dict) and k in body}
+        fields = {k: body[k] for k in ("statusCode", "error", "message") if isinstance(body, dict) and k in body}
+        if response.status_code >= 400 and not json_body:  # TUS errors: a text body (none on a HEAD)
+            fields = {"text": response.text.strip()}
         seen.append((what, response.status_code, fields, {h: response.headers.get(h) for h in headers}))
 
     note("bucket missing", requests.get(f"{storage_url}/bucket/parity", headers=auth, timeout=10))
@@ -520,6 +522,13 @@ def _observe(storage_url: str, key: str, wrong_key: str) -> list[tuple]:
     note("tus head, unknown upload", requests.head(f"{storage_url}/upload/resumable/{unknown}", headers=tus,
                                                    timeout=10))
     note("tus head, malformed id", requests.head(f"{storage_url}/upload/resumable/Z29uZQ", headers=tus, timeout=10))
+    note("create small bucket", requests.post(f"{storage_url}/bucket", headers=auth, timeout=10, json={
+        "id": "paritysmall", "name": "paritysmall", "public": False, "file_size_limit": 5}))
+    note("upload over the bucket's limit", requests.post(f"{storage_url}/object/paritysmall/a",
+                                                         files={"file": ("a", body)}, headers=auth, timeout=10))
+    small = metadata.replace(base64.b64encode(b"parity").decode(), base64.b64encode(b"paritysmall").decode())
+    note("tus create over the bucket's limit", requests.post(f"{storage_url}/upload/resumable", timeout=10, headers={
+        **tus, "Upload-Length": "10", "Upload-Metadata": small}))
     return seen
 
 

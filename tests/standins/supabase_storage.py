@@ -12,7 +12,7 @@ What it mimics, because the backend must cope with it:
 
 - REST errors as HTTP 400 with the real status in a JSON body: ``{"statusCode": "404", "error": "not_found",
   "message": "Object not found"}``; 409 ``Duplicate`` on an existing path without ``x-upsert: true``; 413
-  ``EntityTooLarge`` ("Payload too large") over the file size limit; 403 ``Unauthorized`` for a bad key, except on
+  ``EntityTooLarge`` ("Payload too large") over the project's or the bucket's file size limit; 403 ``Unauthorized`` for a bad key, except on
   ``/object/info`` which accepts a bad key and answers 404 "Bucket not found" for a private bucket.
 - TUS (``/upload/resumable``): ``Tus-Resumable: 1.0.0`` on every answer; POST with ``Upload-Length`` and
   ``Upload-Metadata`` (comma-separated ``key base64(value)`` pairs: bucketName, objectName, contentType,
@@ -403,6 +403,11 @@ class SupabaseStorageStandIn:
             raise bucket_not_found()
         self._json(handler, meta)
 
+    def _limit(self, bucket: str) -> int:
+        """The project's file size limit, or the bucket's where it has a smaller one."""
+        own = (self.bucket_meta.get(bucket) or {}).get("file_size_limit")
+        return min(self.file_size_limit, int(own)) if own else self.file_size_limit
+
     def _find(self, bucket: str, name: str) -> StoredObject:
         if bucket not in self.buckets:
             raise bucket_not_found()
@@ -463,7 +468,7 @@ class SupabaseStorageStandIn:
         with self._lock:
             if bucket not in self.buckets:
                 raise bucket_not_found()
-            if len(data) > self.file_size_limit:
+            if len(data) > self._limit(bucket):
                 raise too_large()
             if name in self.buckets[bucket] and not upsert:
                 raise duplicate()
@@ -567,7 +572,7 @@ class SupabaseStorageStandIn:
         length = record.headers.get("upload-length")
         if length is None or not length.isdigit():
             return self._tus_send(handler, 400, "Upload-Length or Upload-Defer-Length header required")
-        if int(length) > self.file_size_limit:
+        if int(length) > self._limit(metadata.get("bucketName", "")):
             return self._tus_send(handler, 413, "Maximum size exceeded")
         bucket, name = metadata.get("bucketName", ""), metadata.get("objectName", "")
         if bucket not in self.buckets:
