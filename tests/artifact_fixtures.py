@@ -76,7 +76,8 @@ def supabase(supabase_storage_server, monkeypatch: pytest.MonkeyPatch, _no_cloud
 @pytest.fixture
 def standin(_standin_server: SupabaseStorageStandIn, monkeypatch: pytest.MonkeyPatch,
             _no_cloud_env: None) -> SupabaseStorageStandIn:
-    """The Supabase Storage stand-in (for injected faults only), emptied, with SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY pointing at it."""
+    """The Supabase Storage stand-in (for injected faults only), emptied, with SUPABASE_URL and
+    SUPABASE_SERVICE_ROLE_KEY pointing at it."""
     _standin_server.reset()
     _standin_server.file_size_limit = 50 * MB
     monkeypatch.setenv("SUPABASE_URL", _standin_server.url)

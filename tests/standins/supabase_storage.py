@@ -12,8 +12,9 @@ What it mimics, because the backend must cope with it:
 
 - REST errors as HTTP 400 with the real status in a JSON body: ``{"statusCode": "404", "error": "not_found",
   "message": "Object not found"}``; 409 ``Duplicate`` on an existing path without ``x-upsert: true``; 413
-  ``EntityTooLarge`` ("Payload too large") over the project's or the bucket's file size limit; 403 ``Unauthorized`` for a bad key, except on
-  ``/object/info`` which accepts a bad key and answers 404 "Bucket not found" for a private bucket.
+  ``EntityTooLarge`` ("Payload too large") over the project's or the bucket's file size limit; 403 ``Unauthorized``
+  for a bad key, except on ``/object/info`` which accepts a bad key and answers 404 "Bucket not found" for a private
+  bucket.
 - TUS (``/upload/resumable``): ``Tus-Resumable: 1.0.0`` on every answer; POST with ``Upload-Length`` and
   ``Upload-Metadata`` (comma-separated ``key base64(value)`` pairs: bucketName, objectName, contentType,
   cacheControl, metadata) answers 201 with a ``Location`` whose last segment is base64url(bucket/object/version);
