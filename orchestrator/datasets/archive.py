@@ -126,7 +126,7 @@ def extract_archive(archive: Path, dest: Path, snapshot_id: str) -> dict[str, An
         if hashlib.sha256(data).hexdigest() != snapshot_id:
             raise ArchiveError(f"{source}: the manifest does not hash to snapshot {snapshot_id[:12]}…",
                                "the archive belongs to another snapshot or was tampered with")
-        manifest = parse_manifest(data, source)
+        manifest = parse_manifest(data, source, snapshot_id)
         expected: dict[str, dict[str, Any]] = {}
         for item in manifest["files"]:
             path = item.get("path") if isinstance(item, dict) else None

@@ -134,7 +134,9 @@ def caption_stats(
         return round(sum(values) / len(values), 4) if values else None
 
     return {
-        "caption_count": n,
+        # Images with a caption to train on: an image without a caption file (and no class tokens) is not one.
+        "caption_count": sum(1 for m in per_image if m.caption),
+        "images": n,
         "mean_chars": mean([m.chars for m in per_image]),
         "max_chars": max((m.chars for m in per_image), default=None),
         "mean_tokens": mean([m.tokens for m in per_image]),
