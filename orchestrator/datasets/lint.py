@@ -81,7 +81,8 @@ def lint_scanned(dataset: ScannedDataset, *, path: str, keep_tokens: int | None 
     findings += _budget_and_hex(dataset, with_caption, subsets, max_token_length)
     findings += _keep_tokens_prefix(dataset, with_caption, subsets, keep_tokens)
     findings += _duplicates(dataset)
-    stats = caption_stats(dataset.caption_pairs(), measures) if dataset.images else {}
+    stats = caption_stats(dataset.caption_pairs(), measures,
+                          from_caption_file=dataset.captions_from_files()) if dataset.images else {}
     return LintReport(
         path=path, caption_extension=dataset.caption_extension, keep_tokens=keep_tokens,
         max_token_length=max_token_length, image_count=len(dataset.images),

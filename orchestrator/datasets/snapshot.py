@@ -70,7 +70,7 @@ def new_caption_version(dataset: ScannedDataset, label: str | None) -> NewCaptio
     pairs = dataset.caption_pairs()
     version_id = caption_version_id(pairs)
     measures = measure_all(caption for _, caption in pairs)
-    stats = caption_stats(pairs, measures)
+    stats = caption_stats(pairs, measures, from_caption_file=dataset.captions_from_files())
     summary = {key: stats.pop(key) for key in SUMMARY_COLUMNS}
     # caption_entries holds one row per image hash; a copy of an image with another caption keeps the first
     # caption (sorted) here, and the archive keeps every copy (stats count them: images_with_conflicting_captions).
