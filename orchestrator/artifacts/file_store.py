@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +53,7 @@ def copy_hashing(source: Path, dest: Path) -> tuple[str, int]:
 
 
 def is_partial_name(name: str) -> bool:
-    """The name of an object being written (``.<sha256>.partial-<pid>``), which a killed put leaves behind."""
+    """The name of an object being written (``.<sha256>.partial-<pid>-<random>``), which a killed put leaves."""
     return name.startswith(".") and ".partial-" in name
 
 
@@ -82,12 +83,9 @@ class FileStore(ArtifactStore):
             self._swept = True
             self.sweep_partials()
         target = self._path(sha256)
-        partial = target.with_name(f".{sha256}.partial-{os.getpid()}")
         with disk_full_names(self.root, "storing an artifact"):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            partial, fd = self.open_partial(sha256)
             try:
-                lock_owned_file(fd)  # a sweep in another process leaves it alone while we live
                 shutil.copyfile(path, partial)  # the kernel copies (copy_file_range/sendfile): no slower than cp
                 os.chmod(partial, 0o444)  # content-addressed objects never change
                 os.replace(partial, target)  # atomic: readers never see half an object
@@ -95,6 +93,16 @@ class FileStore(ArtifactStore):
                 partial.unlink(missing_ok=True)
                 os.close(fd)
         progress(size, size)
+
+    def open_partial(self, sha256: str) -> tuple[Path, int]:
+        """Create the object's partial file, owned (locked) by this process until the returned fd is closed."""
+        target = self._path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Unique per put: a dead process's partial with a reused pid, or another thread's put, is never in the way.
+        partial = target.with_name(f".{sha256}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        lock_owned_file(fd)  # a sweep in another process leaves it alone while we live
+        return partial, fd
 
     def sweep_partials(self) -> list[Path]:
         """Remove the partial objects that killed puts left (only stale ones: see orchestrator.scratch)."""
