@@ -111,6 +111,7 @@ def take_snapshot(
                          "choose another --label, or rename that version: "
                          f"orchestrator captions label {owner[:12]} NEW")
     store = artifacts or open_store()
+    sweep_stale_scratch()  # what killed snapshots left in TMPDIR (archives of up to hundreds of MB)
     archive = _archive(dataset, manifest, snapshot_id, store, tracking)
     with owned_scratch_dir(SCRATCH_PREFIXES[1]) as tmp:
         manifest_path = tmp / MANIFEST_NAME
@@ -165,7 +166,6 @@ def _archive(dataset: ScannedDataset, manifest: bytes, snapshot_id: str, store: 
         # Same content already archived in this store: the archive would come out byte for byte the same.
         return Artifact(uri=store.uri_for(known.archive_sha256), sha256=known.archive_sha256,
                         size=known.archive_bytes or 0)
-    sweep_stale_scratch()
     with owned_scratch_dir(SCRATCH_PREFIXES[0]) as tmp:
         archive_path = tmp / f"{snapshot_id}.tar"
         with disk_full_names(tmp, "writing the snapshot archive"):
