@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import statistics
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,13 +96,17 @@ def open_decoded(path: Path) -> Image.Image:
     empty, not an image, truncated or corrupt, too large to open safely (a decompression bomb), or unreadable."""
     image = None
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            # Pillow only warns between its pixel limit and twice that, then decodes hundreds of MB: no sample is
+            # that large, so the warning refuses the file as the error above the limit does.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
         image.load()
         return image
     except BaseException as error:
         if image is not None:
             image.close()
-        if isinstance(error, Image.DecompressionBombError):
+        if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             raise UnscorableImage("image-too-large", f"too large to open safely ({brief_error(error)})") from None
         if isinstance(error, UnidentifiedImageError):
             empty = path.stat().st_size == 0 if path.exists() else False

@@ -35,9 +35,10 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _huge_png() -> bytes:
-    # 40000 x 40000 pixels: far over Pillow's limit (it refuses to open it: DecompressionBombError).
-    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+def _huge_png(side: int = 40000) -> bytes:
+    # 40000 x 40000 pixels: far over Pillow's limit (it refuses to open it: DecompressionBombError); 10000 x 10000
+    # is over the limit but under twice it, where Pillow only warns and would decode 300 MB.
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 100)) + \
         _chunk(b"IEND", b"")
 
@@ -69,6 +70,7 @@ BAD_FILES = {
     "truncated-jpeg": (_truncated_jpeg, "corrupt-image", "corrupt or truncated image"),
     "broken-stream": (_bad_stream_png, "corrupt-image", "corrupt or truncated image"),
     "pixel-bomb": (_huge_png, "image-too-large", "too large to open safely"),
+    "pixel-bomb-warning": (lambda: _huge_png(10000), "image-too-large", "too large to open safely"),
     "text-chunk-bomb": (_text_bomb_png, "corrupt-image", "Decompressed data too large"),
 }
 
@@ -114,7 +116,7 @@ def test_a_folder_of_only_bad_files_is_an_error_naming_one(tmp_path: Path):
     for name, (make, _, _) in sorted(BAD_FILES.items()):
         (root / f"{name}.png").write_bytes(make())
     with pytest.raises(InputError, match=r"no image under .* could be scored: broken-stream\.png: .*"
-                                         r"and the 6 other image\(s\) too"):
+                                         r"and the 7 other image\(s\) too"):
         score_folder(root)
 
 
