@@ -150,19 +150,6 @@ def score_folder(directory: str | Path, *, palette: Palette | None = None) -> Sc
     return ScoredFolder(tuple(scored), tuple(skipped))
 
 
-def score_directory(directory: str | Path, *, palette: Palette | None = None) -> list[ScoredImage]:
-    """Score every image under ``directory``, refusing (naming the file and why) when any cannot be decoded.
-
-    The strict form of :func:`score_folder`, which skips and reports bad files instead."""
-    folder = score_folder(directory, palette=palette)
-    if folder.skipped:
-        first = folder.skipped[0]
-        more = f" (and {len(folder.skipped) - 1} more bad file(s))" if len(folder.skipped) > 1 else ""
-        raise InputError(f"{Path(directory) / first.path}: {first.message}{more}",
-                         f"re-export or remove the file; {len(folder.images)} other image(s) can be scored")
-    return list(folder.images)
-
-
 def palette_from_images(paths: Iterable[Path]) -> Palette:
     images = []
     for path in paths:

@@ -1,5 +1,5 @@
 """``score DIR`` with bad image files among good ones: each is skipped and named with the reason (score_folder),
-or refused naming it (score_directory, what the CLI calls today), never an 'unexpected' crash; a folder of only
+and `score` prints one warning line for each and exits 0, never an 'unexpected' crash; a folder of only
 bad files is an error saying so. One case per class of bad file: empty, not an image, truncated (PNG and JPEG),
 a broken compressed stream, a decompression bomb (pixel count, and a text chunk)."""
 
@@ -16,7 +16,7 @@ from PIL import Image, PngImagePlugin
 
 from orchestrator.cli import cli
 from orchestrator.errors import InputError
-from orchestrator.evaluation.scoring import epoch_means, reference_palette, score_directory, score_folder
+from orchestrator.evaluation.scoring import epoch_means, reference_palette, score_folder
 
 
 def _png(size: int = 64, info: PngImagePlugin.PngInfo | None = None) -> bytes:
@@ -95,19 +95,31 @@ def test_one_bad_file_is_skipped_and_named_and_the_rest_scored(tmp_path: Path, c
     assert [row["images"] for row in epoch_means(folder.images)] == [1, 1]  # the bad file counts nowhere
     assert folder.to_dict()["skipped"][0]["path"] == "epoch_2/bad_512.png"
 
-    with pytest.raises(InputError, match=r"epoch_2/bad_512\.png: ") as refused:
-        score_directory(root)
-    assert reason in refused.value.message and "2 other image(s) can be scored" in refused.value.hint
-
 
 @pytest.mark.parametrize("case", ["zero-byte", "truncated-png", "pixel-bomb"])
-def test_cli_names_the_bad_file_in_one_line(tmp_path: Path, case: str):
+def test_cli_skips_the_bad_file_with_one_warning_line_and_scores_the_rest(tmp_path: Path, case: str):
+    import json
+
     root = _folder(tmp_path / "outputs", BAD_FILES[case][0]())
+    result = CliRunner().invoke(cli, ["score", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "epoch_2/bad_512.png" in warnings[0] and BAD_FILES[case][2] in warnings[0]
+    assert "(hint: " in warnings[0] and "unexpected" not in result.stderr
+    data = json.loads(result.stdout)
+    assert [i["path"] for i in data["images"]] == ["epoch_1/lady_512.png", "epoch_2/lady_512.png"]
+    assert [s["path"] for s in data["skipped"]] == ["epoch_2/bad_512.png"]
+
+
+def test_cli_with_only_bad_files_fails_in_one_line(tmp_path: Path):
+    root = tmp_path / "outputs"
+    root.mkdir()
+    (root / "a_512.png").write_bytes(b"")
     result = CliRunner().invoke(cli, ["score", str(root)])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"Error: {root / 'epoch_2' / 'bad_512.png'}: ")
-    assert "unexpected" not in lines[0] and "(hint: " in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"Error: no image under {root} could be scored: a_512.png: ")
+    assert "(hint: " in lines[0]
 
 
 def test_a_folder_of_only_bad_files_is_an_error_naming_one(tmp_path: Path):
