@@ -9,6 +9,7 @@ GPU nondeterminism) is listed in VOLATILE_METADATA and reported as such, not as 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,13 +109,83 @@ class ImportedLora:
                 "uri": self.uri, "metadata": self.metadata}
 
 
+# Where import-lora puts sd-scripts' values, and the range each column holds (checked before anything is written).
+_INT32 = (0, 2**31 - 1)
+_INT_FIELDS = {"ss_epoch": _INT32, "ss_steps": _INT32, "ss_network_dim": _INT32, "ss_num_epochs": _INT32,
+               "ss_seed": (-(2**63), 2**63 - 1)}
+RUN_NAME_MAX = 200  # runs.name
+RESOLUTION_MAX = 20  # runs.resolution
+
+
+@dataclass(frozen=True)
+class _LoraFields:
+    """The values of a LoRA's metadata that become columns, checked."""
+
+    name: str
+    epoch: int | None
+    step: int | None
+    network_dim: int | None
+    network_alpha: float | None
+    max_epochs: int | None
+    seed: int | None
+    resolution: str | None
+    base_model_name: str | None
+
+
+def _checked_fields(path: Path, metadata: dict[str, Any]) -> _LoraFields:
+    """Every value import-lora will write, parsed and range-checked, naming the file and the field when one is bad.
+
+    A value that is not a number at all (sd-scripts writes "None" for unset ones) is recorded as unknown; a number
+    out of range is refused: it says the file is damaged.
+    """
+    ints: dict[str, int | None] = {}
+    for key, (low, high) in _INT_FIELDS.items():
+        value = _int(metadata.get(key))
+        if value is not None and not low <= value <= high:
+            raise InputError(f"{path}: metadata {key} = {_short(str(metadata[key]))} is out of range ({low} to "
+                             f"{high})", "the file's metadata is damaged; nothing was imported")
+        ints[key] = value
+    alpha = _float(metadata.get("ss_network_alpha"))
+    if alpha is not None and not math.isfinite(alpha):
+        raise InputError(f"{path}: metadata ss_network_alpha = {metadata['ss_network_alpha']} is not a finite number",
+                         "the file's metadata is damaged; nothing was imported")
+    output_name = metadata.get("ss_output_name")
+    name_field = "metadata ss_output_name" if output_name else "file name"
+    name = _text_field(path, name_field, str(output_name) if output_name else path.stem, RUN_NAME_MAX,
+                       "run names are at most 200 characters: rename the file, or fix the metadata")
+    resolution = metadata.get("ss_resolution")
+    resolution_text = str(resolution).strip("()").replace(" ", "") if resolution else None
+    if resolution_text is not None:
+        _text_field(path, "metadata ss_resolution", resolution_text, RESOLUTION_MAX,
+                    "a resolution is WIDTH,HEIGHT; the file's metadata is damaged")
+    model_name = metadata.get("ss_sd_model_name")
+    if model_name is not None:
+        _text_field(path, "metadata ss_sd_model_name", str(model_name), None, "")
+    return _LoraFields(name=name, epoch=ints["ss_epoch"], step=ints["ss_steps"], network_dim=ints["ss_network_dim"],
+                       network_alpha=alpha, max_epochs=ints["ss_num_epochs"], seed=ints["ss_seed"],
+                       resolution=resolution_text, base_model_name=model_name)
+
+
+def _text_field(path: Path, field: str, value: str, limit: int | None, hint: str) -> str:
+    if "\x00" in value:
+        raise InputError(f"{path}: {field} contains a NUL character", "the file's metadata is damaged; nothing was "
+                         "imported")
+    if not value.strip():
+        raise InputError(f"{path}: {field} is empty", "rename the file, or fix the metadata")
+    if limit is not None and len(value) > limit:
+        raise InputError(f"{path}: {field} is {len(value)} characters, more than {limit}", hint)
+    return value
+
+
 def import_lora(store: TrackingStore, artifacts: ArtifactStore, path: Path) -> ImportedLora:
-    """Read a LoRA's metadata and link it to its run (same file, or same training session), else record an orphan."""
+    """Read a LoRA's metadata and link it to its run (same file, or same training session), else record an orphan.
+
+    The file and every value that will be written are checked first: a refused file leaves no row and no object.
+    """
     path = Path(path)
     metadata = decoded_metadata(read_metadata(path))
+    fields = _checked_fields(path, metadata)
     sha256, size = sha256_file(path)
-    epoch = _int(metadata.get("ss_epoch"))
-    step = _int(metadata.get("ss_steps"))
     same_file = store.find_checkpoints(sha256=sha256)
     if same_file:
         checkpoint = same_file[0]
@@ -126,23 +197,21 @@ def import_lora(store: TrackingStore, artifacts: ArtifactStore, path: Path) -> I
         owner = store.get_run(same_session[0].run_id) if same_session else None
     artifact = artifacts.put_file(path, sha256=sha256)
     if owner is not None:
-        checkpoint = store.add_checkpoint(owner.id, uri=artifact.uri, sha256=sha256, size_bytes=size, epoch=epoch,
-                                          step=step, metadata={"file_name": path.name, **metadata})
+        checkpoint = store.add_checkpoint(owner.id, uri=artifact.uri, sha256=sha256, size_bytes=size,
+                                          epoch=fields.epoch, step=fields.step,
+                                          metadata={"file_name": path.name, **metadata})
         return ImportedLora(owner.id, "session_id", checkpoint.id, artifact.uri, metadata)
-    resolution = metadata.get("ss_resolution")
+    version = str(metadata.get("ss_base_model_version", ""))
     run = store.create_run(NewRun(
-        name=str(metadata.get("ss_output_name") or path.stem), status="succeeded", source="import",
-        base_model_family="sdxl" if str(metadata.get("ss_base_model_version", "")).startswith("sdxl") else
-        ("sd15" if metadata.get("ss_base_model_version") else None),
-        base_model_name=metadata.get("ss_sd_model_name"),
-        network_dim=_int(metadata.get("ss_network_dim")), network_alpha=_float(metadata.get("ss_network_alpha")),
-        resolution=str(resolution).strip("()").replace(" ", "") if resolution else None,
-        max_epochs=_int(metadata.get("ss_num_epochs")), seed=_int(metadata.get("ss_seed")),
+        name=fields.name, status="succeeded", source="import",
+        base_model_family="sdxl" if version.startswith("sdxl") else ("sd15" if version else None),
+        base_model_name=fields.base_model_name, network_dim=fields.network_dim, network_alpha=fields.network_alpha,
+        resolution=fields.resolution, max_epochs=fields.max_epochs, seed=fields.seed,
         tags=("orphan",), notes=f"imported from {path.name}; no recorded run made this file",
         spec={"imported_metadata": {k: v for k, v in metadata.items() if k.startswith("ss_")}},
     ))
-    checkpoint = store.add_checkpoint(run.id, uri=artifact.uri, sha256=sha256, size_bytes=size, epoch=epoch,
-                                      step=step, metadata={"file_name": path.name, **metadata})
+    checkpoint = store.add_checkpoint(run.id, uri=artifact.uri, sha256=sha256, size_bytes=size, epoch=fields.epoch,
+                                      step=fields.step, metadata={"file_name": path.name, **metadata})
     return ImportedLora(run.id, "orphan", checkpoint.id, artifact.uri, metadata)
 
 
