@@ -18,6 +18,7 @@ from orchestrator.artifacts.base import ArtifactStore, sha256_file
 from orchestrator.errors import InputError
 from orchestrator.kohya.safetensors_meta import decoded_metadata, read_metadata
 from orchestrator.tracking.entities import CheckpointRecord, NewRun, RunRecord
+from orchestrator.tracking.runs import RUN_NAME_MAX
 from orchestrator.tracking.store import TrackingStore
 
 VOLATILE_METADATA = frozenset({
@@ -99,13 +100,14 @@ def compare_with_parent(store: TrackingStore, run_ref: str) -> tuple[RunRecord, 
 @dataclass(frozen=True)
 class ImportedLora:
     run_id: str
+    run_name: str
     linked_by: str  # "sha256" | "session_id" | "orphan"
     checkpoint_id: int
     uri: str
     metadata: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "linked_by": self.linked_by, "checkpoint_id": self.checkpoint_id,
+        return {"run_id": self.run_id, "run_name": self.run_name, "linked_by": self.linked_by, "checkpoint_id": self.checkpoint_id,
                 "uri": self.uri, "metadata": self.metadata}
 
 
@@ -113,7 +115,6 @@ class ImportedLora:
 _INT32 = (0, 2**31 - 1)
 _INT_FIELDS = {"ss_epoch": _INT32, "ss_steps": _INT32, "ss_network_dim": _INT32, "ss_num_epochs": _INT32,
                "ss_seed": (-(2**63), 2**63 - 1)}
-RUN_NAME_MAX = 200  # runs.name
 RESOLUTION_MAX = 20  # runs.resolution
 
 
@@ -189,7 +190,7 @@ def import_lora(store: TrackingStore, artifacts: ArtifactStore, path: Path) -> I
     same_file = store.find_checkpoints(sha256=sha256)
     if same_file:
         checkpoint = same_file[0]
-        return ImportedLora(checkpoint.run_id, "sha256", checkpoint.id, checkpoint.uri, metadata)
+        return ImportedLora(checkpoint.run_id, store.get_run(checkpoint.run_id).name, "sha256", checkpoint.id, checkpoint.uri, metadata)
     session = metadata.get("ss_session_id")
     owner = None
     if session:
@@ -200,7 +201,7 @@ def import_lora(store: TrackingStore, artifacts: ArtifactStore, path: Path) -> I
         checkpoint = store.add_checkpoint(owner.id, uri=artifact.uri, sha256=sha256, size_bytes=size,
                                           epoch=fields.epoch, step=fields.step,
                                           metadata={"file_name": path.name, **metadata})
-        return ImportedLora(owner.id, "session_id", checkpoint.id, artifact.uri, metadata)
+        return ImportedLora(owner.id, owner.name, "session_id", checkpoint.id, artifact.uri, metadata)
     version = str(metadata.get("ss_base_model_version", ""))
     run = store.create_run(NewRun(
         name=fields.name, status="succeeded", source="import",
@@ -212,7 +213,7 @@ def import_lora(store: TrackingStore, artifacts: ArtifactStore, path: Path) -> I
     ))
     checkpoint = store.add_checkpoint(run.id, uri=artifact.uri, sha256=sha256, size_bytes=size, epoch=fields.epoch,
                                       step=fields.step, metadata={"file_name": path.name, **metadata})
-    return ImportedLora(run.id, "orphan", checkpoint.id, artifact.uri, metadata)
+    return ImportedLora(run.id, run.name, "orphan", checkpoint.id, artifact.uri, metadata)
 
 
 def _int(value: Any) -> int | None:

@@ -249,7 +249,7 @@ def import_lora_command(state: State, file: Path, store_uri: str | None, as_json
         return
     how = {"sha256": "already recorded (same file)", "session_id": "linked by its training session",
            "orphan": "no recorded run made it: recorded as an orphan run"}[result.linked_by]
-    click.echo(f"{file.name}: run {result.run_id}, {how}")
+    click.echo(f"{file.name}: run {result.run_id} ({result.run_name}), {how}")
     for key in ("ss_output_name", "ss_seed", "ss_epoch", "ss_network_dim", "ss_network_alpha", "ss_sd_model_name"):
         if key in result.metadata:
             click.echo(f"  {key} = {result.metadata[key]}")
