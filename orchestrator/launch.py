@@ -44,6 +44,7 @@ class PreparedRun:
     work_dir: Path
     command: TrainerCommand
     sd_scripts: SdScripts
+    commit_drift: str | None = None  # what --allow-commit-drift let through (also recorded as an event)
 
 
 def default_tokenizer_cache() -> Path:
@@ -194,7 +195,7 @@ def prepare_run(
         argv=list(rendered.argv), env=trainer_environment(dict(rendered.env)), cwd=work_dir,
         output_dir=work_dir / "output", logging_dir=work_dir / "logs", log_file=work_dir / "train.log",
     )
-    return PreparedRun(run=run, plan=plan, work_dir=work_dir, command=command, sd_scripts=sd)
+    return PreparedRun(run=run, plan=plan, work_dir=work_dir, command=command, sd_scripts=sd, commit_drift=drift)
 
 
 def check_commit(sd: SdScripts, spec: RunSpec, parent: RunRecord | None, *, allow_commit_drift: bool) -> str | None:

@@ -38,7 +38,9 @@ KEY_METADATA = (
     "ss_new_sd_model_hash", "ss_output_name", "ss_epoch", "ss_steps",
 )
 # sd-scripts asks git for its own commit from its folder, which walks up into an enclosing repository: compared with
-# the commit the run recorded, never counted as a match between parent and reproduction.
+# the commit each run recorded (which the orchestrator reads only at a repository's top level or from the marker),
+# and "flagged" when it disagrees: never a match, yet no input difference either (the recorded commits are compared
+# as inputs on their own).
 COMMIT_METADATA = "ss_sd_scripts_commit_hash"
 UNKNOWN_COMMIT_METADATA = ("", "(unknown)")
 
@@ -48,7 +50,7 @@ class FieldComparison:
     field: str
     parent: Any
     child: Any
-    verdict: str  # "match" | "mismatch" | "volatile" | "missing"
+    verdict: str  # "match" | "mismatch" | "volatile" | "missing" | "flagged"
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +122,7 @@ def _commit_metadata_row(parent: RunRecord, parent_hash: Any, child: RunRecord, 
             recorded = run.sd_scripts_commit[:12] if run.sd_scripts_commit else "no commit (unknown)"
             notes.append(f"the {who}'s checkpoint says sd-scripts {found[:12]}, the run recorded {recorded}")
     if notes:
-        return FieldComparison(f"metadata {COMMIT_METADATA}", _short(parent_hash), _short(child_hash), "mismatch",
+        return FieldComparison(f"metadata {COMMIT_METADATA}", _short(parent_hash), _short(child_hash), "flagged",
                                "; ".join(notes) + " (sd-scripts asks git from its folder, which walks up into an "
                                "enclosing repository)")
     return FieldComparison(f"metadata {COMMIT_METADATA}", _short(parent_hash), _short(child_hash), "match",
@@ -219,9 +221,13 @@ class ReproductionReport:
     def matches(self) -> bool:
         return self.verdict == SAME_WITHIN
 
+    @property
+    def flagged(self) -> list[str]:
+        return [r.field for r in self.fields if r.verdict == "flagged"]
+
     def to_dict(self) -> dict[str, Any]:
         return {"parent": self.parent.id, "run": self.child.id, "verdict": self.verdict, "matches": self.matches,
-                "inputs_match": self.verdict != INPUTS_DIFFER, "fields": [r.to_dict() for r in self.fields],
+                "inputs_match": self.verdict != INPUTS_DIFFER, "flagged": self.flagged, "fields": [r.to_dict() for r in self.fields],
                 "outcome": [r.to_dict() for r in self.outcome],
                 "weights": self.weights.to_dict() if self.weights else None,
                 "tolerances": {**{k: t.to_dict() for k, t in TOLERANCES.items()},

@@ -98,6 +98,7 @@ def test_launch_refuses_another_commit_unless_allowed_and_records_what_it_found(
     prepared = prepare_run(store, artifacts, spec, sd_scripts=str(export), work_root=tmp_path / "runs",
                            allow_commit_drift=True)
     assert prepared.run.sd_scripts_commit == "0123456789abcdef0123456789abcdef01234567"
+    assert prepared.commit_drift.startswith("--allow-commit-drift: sd-scripts at")
     notes = [e.message for e in store.events(prepared.run.id, kind="log")]
     assert any("--allow-commit-drift: sd-scripts at" in n and "0123456789ab" in n for n in notes)
 

@@ -156,14 +156,16 @@ def test_sd_scripts_own_commit_hash_disagreeing_with_the_record_is_flagged(store
     report = verify_reproduction(store, child.id)
     row = {r.field: r for r in report.fields}["metadata ss_sd_scripts_commit_hash"]
     # equal in parent and child, yet not a match: neither is the commit the runs recorded
-    assert row.verdict == "mismatch" and row.parent == row.child == enclosing_head
+    assert row.verdict == "flagged" and row.parent == row.child == enclosing_head
     assert "the parent's checkpoint says sd-scripts ffffffffffff, the run recorded 48d368fa5577" in row.note
-    assert report.verdict == INPUTS_DIFFER
+    # the recorded commits themselves agree, so the inputs do; the flag is reported alongside the verdict
+    assert report.flagged == ["metadata ss_sd_scripts_commit_hash"] and report.verdict == SAME_WITHIN
+    assert report.to_dict()["flagged"] == ["metadata ss_sd_scripts_commit_hash"]
 
     unknown = _run(store, artifacts, tmp_path, "unknown", lora_tensors(1), parent=parent.id, commit=None,
                    ss_sd_scripts_commit_hash=COMMIT)
     row = {r.field: r for r in verify_reproduction(store, unknown.id).fields}["metadata ss_sd_scripts_commit_hash"]
-    assert row.verdict == "mismatch" and "the run recorded no commit (unknown)" in row.note
+    assert row.verdict == "flagged" and "the run recorded no commit (unknown)" in row.note
 
     agreeing_parent = _run(store, artifacts, tmp_path, "p2", lora_tensors(1))
     agreeing = _run(store, artifacts, tmp_path, "c2", lora_tensors(1), parent=agreeing_parent.id,
@@ -184,7 +186,8 @@ def test_cli_shows_both_sides_differences_tolerances_and_the_verdict(db_url, tmp
         parent = _run(store, artifacts, tmp_path, "parent", lora_tensors(1))
         close = _run(store, artifacts, tmp_path, "close", lora_tensors(1, noise=0.01), parent=parent.id,
                      losses=(0.101, 0.0805), ss_session_id="2")
-        far = _run(store, artifacts, tmp_path, "far", lora_tensors(3), parent=parent.id, losses=(0.2, 0.08))
+        far = _run(store, artifacts, tmp_path, "far", lora_tensors(3), parent=parent.id, losses=(0.2, 0.08),
+                   ss_sd_scripts_commit_hash="f" * 40)
     runner = CliRunner()
     shown = runner.invoke(cli, ["--database", db_url, "runs", "verify-repro", close.id])
     assert shown.exit_code == 0, shown.output
@@ -205,4 +208,5 @@ def test_cli_shows_both_sides_differences_tolerances_and_the_verdict(db_url, tmp
 
     differs = runner.invoke(cli, ["--database", db_url, "runs", "verify-repro", far.id])
     assert differs.exit_code == 1 and differs.output.splitlines()[-1] == SAME_DIFFERS
+    assert differs.output.splitlines()[-2] == "flagged (not counted as a match): metadata ss_sd_scripts_commit_hash"
     assert "differs" in differs.output and "lora_" in differs.output  # the least alike modules are named

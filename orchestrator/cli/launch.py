@@ -65,6 +65,8 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
     from orchestrator.launch import execute  # here for start-up speed
 
     click.echo(f"run {prepared.run.id} ({prepared.run.name}): work dir {prepared.work_dir}", err=True)
+    if prepared.commit_drift:
+        click.echo(f"warning: {prepared.commit_drift}", err=True)
     with LiveProgress(quiet=as_json or not sys.stderr.isatty()) as live:
         outcome = execute(store, artifacts, prepared, on_event=live)
     run = store.get_run(prepared.run.id)

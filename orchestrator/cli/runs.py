@@ -140,6 +140,8 @@ def verify_repro(state: State, run_ref: str, as_json: bool) -> None:
                                      ("shapes differ", weights.shape_differs)):
                     if names:
                         click.echo(f"  {label}: {len(names)} module(s), e.g. {names[0]}")
+        if report.flagged:
+            click.echo(f"flagged (not counted as a match): {', '.join(report.flagged)}")
         click.echo(report.verdict)
     if not report.matches:
         sys.exit(1)
