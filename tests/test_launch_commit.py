@@ -132,3 +132,15 @@ def test_reproduce_compares_with_the_commit_the_parent_recorded(store, tmp_path)
                                           f"recorded {drifted[:12]}"):
         prepare_run(store, artifacts, spec, sd_scripts=str(export), snapshot_id=parent.dataset_snapshot_id,
                     parent=parent, work_root=tmp_path / "runs")
+
+
+def test_allow_commit_drift_is_for_where_the_trainer_runs(db_url, tmp_path):
+    result = CliRunner().invoke(cli, ["--database", db_url, "launch", str(_spec_file(tmp_path)), "--on", "queue",
+                                      "--allow-commit-drift", "--store", (tmp_path / "store").as_uri()])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: --allow-commit-drift applies to a local launch; a worker checks its own "
+                                     "sd-scripts (hint: pass --allow-commit-drift to `orchestrator worker` where the "
+                                     "run trains)")
+    assert json.loads(CliRunner().invoke(cli, ["--database", db_url, "runs", "list", "--json"]).output) == []
+    for command in (["worker"], ["reproduce"], ["launch"]):
+        assert "--allow-commit-drift" in CliRunner().invoke(cli, [*command, "--help"]).output
