@@ -113,11 +113,12 @@ def compare_with_parent(store: TrackingStore, run_ref: str) -> tuple[RunRecord, 
 
 def _commit_metadata_row(parent: RunRecord, parent_hash: Any, child: RunRecord, child_hash: Any) -> FieldComparison:
     """Each checkpoint's own commit hash against the commit its run recorded: a disagreement is flagged."""
-    notes = []
+    notes, checked = [], 0
     for who, run, found in (("parent", parent, parent_hash), ("reproduction", child, child_hash)):
         found = str(found or "").strip()
         if found in UNKNOWN_COMMIT_METADATA:
             continue
+        checked += 1
         if not same_commit(found, run.sd_scripts_commit):
             recorded = run.sd_scripts_commit[:12] if run.sd_scripts_commit else "no commit (unknown)"
             notes.append(f"the {who}'s checkpoint says sd-scripts {found[:12]}, the run recorded {recorded}")
@@ -126,7 +127,7 @@ def _commit_metadata_row(parent: RunRecord, parent_hash: Any, child: RunRecord, 
                                "; ".join(notes) + " (sd-scripts asks git from its folder, which walks up into an "
                                "enclosing repository)")
     return FieldComparison(f"metadata {COMMIT_METADATA}", _short(parent_hash), _short(child_hash), "match",
-                           "agrees with the recorded commit(s)")
+                           "agrees with the recorded commit(s)" if checked else "sd-scripts did not know its commit")
 
 
 # ---- the outcome of a reproduction --------------------------------------------------------------------------------
@@ -227,7 +228,8 @@ class ReproductionReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"parent": self.parent.id, "run": self.child.id, "verdict": self.verdict, "matches": self.matches,
-                "inputs_match": self.verdict != INPUTS_DIFFER, "flagged": self.flagged, "fields": [r.to_dict() for r in self.fields],
+                "inputs_match": self.verdict != INPUTS_DIFFER, "flagged": self.flagged,
+                "fields": [r.to_dict() for r in self.fields],
                 "outcome": [r.to_dict() for r in self.outcome],
                 "weights": self.weights.to_dict() if self.weights else None,
                 "tolerances": {**{k: t.to_dict() for k, t in TOLERANCES.items()},
@@ -332,7 +334,8 @@ class ImportedLora:
     metadata: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "run_name": self.run_name, "linked_by": self.linked_by, "checkpoint_id": self.checkpoint_id,
+        return {"run_id": self.run_id, "run_name": self.run_name, "linked_by": self.linked_by,
+                "checkpoint_id": self.checkpoint_id,
                 "uri": self.uri, "metadata": self.metadata}
 
 
@@ -415,7 +418,8 @@ def import_lora(store: TrackingStore, artifacts: ArtifactStore, path: Path) -> I
     same_file = store.find_checkpoints(sha256=sha256)
     if same_file:
         checkpoint = same_file[0]
-        return ImportedLora(checkpoint.run_id, store.get_run(checkpoint.run_id).name, "sha256", checkpoint.id, checkpoint.uri, metadata)
+        return ImportedLora(checkpoint.run_id, store.get_run(checkpoint.run_id).name, "sha256", checkpoint.id,
+                            checkpoint.uri, metadata)
     session = metadata.get("ss_session_id")
     owner = None
     if session:

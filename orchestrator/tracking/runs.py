@@ -305,7 +305,8 @@ def suffixed_name(name: str, number: int) -> str:
 
 def _free_name(session: Session, wanted: str) -> str:
     """``wanted`` if no run has it, else the first free ``wanted-N`` (N from 2)."""
-    stem = wanted[: RUN_NAME_MAX - _LONGEST_SUFFIX]
+    # the names a suffix could collide with: "wanted-…", or (a name shortened to fit) any with its stem
+    stem = wanted + "-" if len(wanted) <= RUN_NAME_MAX - _LONGEST_SUFFIX else wanted[: RUN_NAME_MAX - _LONGEST_SUFFIX]
     taken = set(session.scalars(sa.select(Run.name).where(
         sa.or_(Run.name == wanted, Run.name.like(like_prefix(stem), escape="\\")))))
     if wanted not in taken:
