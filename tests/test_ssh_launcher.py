@@ -28,6 +28,8 @@ from orchestrator.executors.remote import check_remote_reachable, worker_environ
 
 SPEC = Path(__file__).resolve().parent.parent / "kohya_configs" / "specs" / "example_plain.toml"
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+STANDIN = Path(__file__).resolve().parent / "standins" / "fake_sd_scripts_trainer.py"
+ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
 
 
 def _free_port() -> int:
@@ -76,37 +78,77 @@ def _ssh_args(sshd, key="client_key"):
             "--ssh-option=-oStrictHostKeyChecking=no", "--ssh-option=-oLogLevel=ERROR"]
 
 
-def _launch(pg_url, s3_uri, *args):
-    return CliRunner().invoke(cli, ["--database", pg_url, "launch", str(SPEC), "--store", s3_uri, *args])
+@pytest.fixture(scope="module")
+def remote_sd_scripts():
+    """The host's sd-scripts: a checkout marked at the pinned commit, and one "Python" per stand-in trainer mode
+    (tests/standins/fake_sd_scripts_trainer.py in place of `python -m accelerate.commands.launch train_network.py`;
+    `-c` goes to the real Python, as the launcher's check of the Python uses it)."""
+    from orchestrator.sd_scripts import COMMIT_FILE, pinned_commit
+
+    root = Path(tempfile.mkdtemp(prefix="orch-remote-sd-"))
+    (root / "sd-scripts").mkdir()
+    (root / "sd-scripts" / "train_network.py").write_text("# the stand-in trainer runs instead (see the pythons)\n")
+    (root / "sd-scripts" / COMMIT_FILE).write_text(pinned_commit() + "\n")
+    for mode, extra in (("crash", ""), ("hang", ""), ("ok", "")):
+        python = root / f"python-{mode}"
+        python.write_text(f"""#!/bin/sh
+if [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi
+exec {sys.executable} {STANDIN} --mode {mode} --epochs 2 --steps 3 {extra}
+""")
+        python.chmod(0o755)
+    base = root / "base.safetensors"
+    base.write_bytes(b"not a real model: the stand-in trainer does not read it")
+    spec = root / "spec.toml"
+    text = SPEC.read_text().replace('path = "../../datasets/example/plain"',
+                                    f'path = "{SPEC.parent.parent.parent / "datasets" / "example" / "plain"}"')
+    spec.write_text(text.replace('[base_model]\n', f'[base_model]\npath = "{base}"\n'))
+    yield {"dir": root / "sd-scripts", "python": lambda mode: str(root / f"python-{mode}"), "spec": spec}
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _remote(sshd, remote_sd_scripts, mode, *extra):
+    return ["--on", f"ssh://root@127.0.0.1:{sshd['port']}", "--remote-orchestrator", ORCHESTRATOR,
+            "--remote-sd-scripts", str(remote_sd_scripts["dir"]),
+            "--remote-sd-scripts-python", remote_sd_scripts["python"](mode), *_ssh_args(sshd), *extra]
+
+
+def _launch(pg_url, s3_uri, *args, spec=None):
+    return CliRunner().invoke(cli, ["--database", pg_url, "launch", str(spec or SPEC), "--store", s3_uri, *args])
 
 
 def _runs(pg_url):
     return json.loads(CliRunner().invoke(cli, ["--database", pg_url, "runs", "list", "--json"]).output)
 
 
-def test_remote_worker_failing_is_reported_and_recorded(sshd, pg_url, s3_uri, monkeypatch):
+def test_remote_worker_failing_is_reported_and_recorded(sshd, pg_url, s3_uri, remote_sd_scripts, monkeypatch):
     monkeypatch.delenv("SD_SCRIPTS_DIR", raising=False)
-    result = _launch(pg_url, s3_uri, "--on", f"ssh://root@127.0.0.1:{sshd['port']}", "--wait",
-                     "--remote-orchestrator", str(Path(sys.executable).parent / "orchestrator"), *_ssh_args(sshd))
+    result = _launch(pg_url, s3_uri, *_remote(sshd, remote_sd_scripts, "crash"), "--wait",
+                     spec=remote_sd_scripts["spec"])
     assert result.exit_code == 1, result.output
     [run] = _runs(pg_url)
     assert run["status"] == "failed" and run["remote_kind"] == "ssh"
     assert run["remote_id"] == f"ssh://root@127.0.0.1:{sshd['port']}"
     assert run["worker"]  # the remote worker claimed it before failing
-    assert "sd-scripts is not configured" in run["error_summary"]
+    assert "sd-scripts exited with 3" in run["error_summary"] and "CUDA out of memory" in run["error_summary"]
+    assert "CUDA out of memory" in result.output  # --wait shows the worker's log as it goes
     # Secrets went through the worker's environment, never the database.
     assert "test-secret-access-key-do-not-show" not in json.dumps(run)
+    events = CliRunner().invoke(cli, ["--database", pg_url, "runs", "show", run["id"], "--json"]).output
+    assert "test-secret-access-key-do-not-show" not in events and "epoch 2 ended" not in events
 
 
-def test_detached_launch_returns_at_once_and_the_run_records_itself(sshd, pg_url, s3_uri, monkeypatch):
+def test_detached_launch_returns_once_claimed_and_the_run_records_itself(sshd, pg_url, s3_uri, remote_sd_scripts,
+                                                                          monkeypatch):
     monkeypatch.delenv("SD_SCRIPTS_DIR", raising=False)
-    result = _launch(pg_url, s3_uri, "--on", f"ssh://root@127.0.0.1:{sshd['port']}", "--json",
-                     "--remote-orchestrator", str(Path(sys.executable).parent / "orchestrator"), *_ssh_args(sshd))
-    assert result.exit_code == 0, result.output
-    run_id = json.loads(result.output[result.output.index("{"):])["id"]
+    result = _launch(pg_url, s3_uri, *_remote(sshd, remote_sd_scripts, "crash"), "--json",
+                     spec=remote_sd_scripts["spec"])
+    assert result.exit_code in (0, 1), result.output  # claimed: running, or already failed (the crash is quick)
+    assert "waiting for the worker on ssh://root@127.0.0.1" in result.stderr
+    run_id = json.loads(result.stdout[result.stdout.index("{"):])["id"]
+    assert json.loads(result.stdout[result.stdout.index("{"):])["status"] in ("running", "failed")
     watched = CliRunner().invoke(cli, ["--database", pg_url, "runs", "watch", run_id, "--interval", "0.2",
                                        "--timeout", "60"])
-    assert "claimed by" in watched.output and watched.exit_code == 1  # the remote worker failed: no sd-scripts
+    assert "claimed by" in watched.output and watched.exit_code == 1  # the remote trainer crashed
     assert _runs(pg_url)[0]["status"] == "failed"
 
 
