@@ -151,7 +151,9 @@ def prepare_run(
     _check_caption_version(store, spec, snapshot.caption_version_id)
     layout = _layout_from_snapshot(store, snapshot.id)
     run_id = claimed.id if claimed else new_run_id()
-    work_dir = (work_root or runs_root()) / run_id
+    # a requeued run's new attempt gets a fresh folder: the last one's may still be there (same machine)
+    attempt = claimed.attempt if claimed else 1
+    work_dir = (work_root or runs_root()) / (run_id if attempt <= 1 else f"{run_id}-attempt{attempt}")
     tokenizer_dir = tokenizer_cache_dir or default_tokenizer_cache()
     write_sd_scripts_tokenizer_cache(tokenizer_dir)
     context = RenderContext(sd_scripts_dir=str(sd.path), work_dir=str(work_dir), python=sd.python,

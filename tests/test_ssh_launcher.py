@@ -191,3 +191,128 @@ def test_missing_credentials_name_the_variable(monkeypatch):
     env = worker_environment("postgresql://u:pw@h/db", "s3://b", {"AWS_ACCESS_KEY_ID": "k", "HOME": "/root"})
     assert env == {"AWS_ACCESS_KEY_ID": "k", "ORCHESTRATOR_DATABASE_URL": "postgresql://u:pw@h/db",
                    "ORCHESTRATOR_STORE": "s3://b"}
+
+
+# ---- issue 21: what a user trying it end to end ran into ------------------------------------------------------
+
+
+def _target(sshd):
+    return f"ssh://root@127.0.0.1:{sshd['port']}"
+
+
+def test_a_missing_remote_command_queues_nothing(sshd, pg_url, s3_uri, remote_sd_scripts):
+    result = _launch(pg_url, s3_uri, *_remote(sshd, remote_sd_scripts, "crash"), "--remote-orchestrator",
+                     "/nowhere/orchestrator", spec=remote_sd_scripts["spec"])
+    assert result.exit_code != 0
+    assert (f"Error: {_target(sshd)}: the command '/nowhere/orchestrator' is not found there" in result.output
+            and "--remote-orchestrator PATH" in result.output)
+    assert _runs(pg_url) == []
+
+
+def test_missing_remote_sd_scripts_or_python_queue_nothing_and_name_the_launch_options(sshd, pg_url, s3_uri,
+                                                                                       remote_sd_scripts):
+    no_checkout = _launch(pg_url, s3_uri, "--on", _target(sshd), "--remote-orchestrator", ORCHESTRATOR,
+                          *_ssh_args(sshd), spec=remote_sd_scripts["spec"])
+    assert no_checkout.exit_code != 0
+    assert "sd-scripts is not configured" in no_checkout.output and "--remote-sd-scripts PATH" in no_checkout.output
+    assert "SD_SCRIPTS_DIR" not in no_checkout.output  # the host's variable is not what the user sets here
+    no_python = _launch(pg_url, s3_uri, *_remote(sshd, remote_sd_scripts, "crash"), "--remote-sd-scripts-python",
+                        "/nowhere/python", spec=remote_sd_scripts["spec"])
+    assert no_python.exit_code != 0
+    assert "the Python for sd-scripts /nowhere/python does not run" in no_python.output
+    assert "--remote-sd-scripts-python" in no_python.output
+    assert _runs(pg_url) == []
+
+
+def test_a_worker_that_never_claims_times_out_naming_its_log_and_can_be_requeued(sshd, pg_url, s3_uri,
+                                                                                  remote_sd_scripts, tmp_path):
+    stuck = tmp_path / "stuck-orchestrator"  # answers the check, then starts no worker at all
+    stuck.write_text(f'#!/bin/sh\nif [ "$2" = "--check" ]; then exec {ORCHESTRATOR} "$@"; fi\nexec sleep 60\n')
+    stuck.chmod(0o755)
+    result = _launch(pg_url, s3_uri, *_remote(sshd, remote_sd_scripts, "crash"), "--remote-orchestrator", str(stuck),
+                     "--claim-timeout", "2", spec=remote_sd_scripts["spec"])
+    assert result.exit_code == 1, result.output
+    [run] = _runs(pg_url)
+    assert run["status"] == "failed" and "did not claim the run within 2 s" in run["error_summary"]
+    assert f"~/orchestrator-worker-{run['id']}.log" in result.output and "runs requeue" in result.output
+    # requeue sends it back to the same host, with the recorded remote settings; now the real worker claims it
+    again = CliRunner().invoke(cli, ["--database", pg_url, "runs", "requeue", run["id"], "--store", s3_uri,
+                                     "--claim-timeout", "2", *_ssh_args(sshd)])
+    assert again.exit_code == 1 and "did not claim" in again.output  # the recorded command is the stuck one
+    [run] = _runs(pg_url)
+    assert run["attempt"] == 2 and run["remote_id"] == _target(sshd)
+
+
+def test_requeue_restarts_a_worker_on_the_runs_host(sshd, pg_url, s3_uri, remote_sd_scripts):
+    first = _launch(pg_url, s3_uri, *_remote(sshd, remote_sd_scripts, "crash"), "--wait",
+                    spec=remote_sd_scripts["spec"])
+    assert first.exit_code == 1, first.output
+    [run] = _runs(pg_url)
+    again = CliRunner().invoke(cli, ["--database", pg_url, "runs", "requeue", run["id"], "--store", s3_uri,
+                                     *_ssh_args(sshd)])
+    assert again.exit_code in (0, 1), again.output  # claimed: running, or already failed again
+    assert f"on {_target(sshd)} (attempt 2)" in again.output
+    watched = CliRunner().invoke(cli, ["--database", pg_url, "runs", "watch", run["id"], "--interval", "0.2",
+                                       "--timeout", "60"])
+    assert watched.output.count("claimed by") == 2 and watched.exit_code == 1
+    [run] = _runs(pg_url)
+    assert run["attempt"] == 2 and "CUDA out of memory" in run["error_summary"]
+
+
+@pytest.mark.parametrize("target, problem", [
+    ("ssh://root@host:2222x", "the port '2222x' is not a number"),
+    ("ssh://root@host:99999", "the port '99999' is not a number"),
+    ("ssh://root@host:0", "the port 0 is not a number"),
+    ("ssh://root@:22", "has no host"),
+    ("ssh://", "has no host"),
+    ("ssh:host", "is not an ssh:// target"),
+    ("ssh://-oProxyCommand=touch%20x", "is not a user or host name"),
+    ("ssh://root@host/some/path", "has more than a user, host and port"),
+])
+def test_malformed_targets_are_one_line_usage_errors(target, problem, tmp_path):
+    result = _launch(f"sqlite:///{tmp_path / 'db'}", (tmp_path / "store").as_uri(), "--on", target)
+    assert result.exit_code == 2, result.output
+    [line] = result.output.splitlines()
+    assert line.startswith("Error: ") and problem in line and "hint: use --on ssh://USER@HOST[:PORT]" in line
+    assert target.split("@")[-1].split(":")[0] in line or target == "ssh://"
+
+
+def test_an_unknown_host_key_says_how_to_add_it_and_accept_new_trusts_it(sshd, pg_url, s3_uri, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    args = ["--on", _target(sshd), f"--ssh-option=-i{sshd['home'] / 'client_key'}",
+            f"--ssh-option=-oUserKnownHostsFile={known_hosts}", "--ssh-option=-oLogLevel=ERROR",
+            "--remote-orchestrator", "/nowhere/orchestrator"]
+    refused = _launch(pg_url, s3_uri, *args)
+    assert refused.exit_code != 0 and "Host key verification failed" in refused.output
+    assert f"ssh-keyscan -p {sshd['port']} 127.0.0.1 >> ~/.ssh/known_hosts" in refused.output
+    assert "--accept-new-host-key" in refused.output
+    accepted = _launch(pg_url, s3_uri, *args, "--accept-new-host-key")
+    assert "is not found there" in accepted.output  # past the connection, stopped at the remote command
+    assert "ssh-ed25519" in known_hosts.read_text()  # trusted on first contact (hashed), checked from now on
+    assert _runs(pg_url) == []
+
+
+def test_a_forwarded_ca_bundle_goes_only_where_the_file_is(sshd, pg_url, s3_uri, tmp_path):
+    from orchestrator.executors.ssh import SshLauncher, parse_target, prepare_ssh_launch
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    launcher = SshLauncher(parse_target(_target(sshd)), options=[a.split("=", 1)[1] for a in _ssh_args(sshd)],
+                           remote_orchestrator=ORCHESTRATOR)
+    environ = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    # the check runs on the host: a real checkout is needed for it to get that far
+    from orchestrator.sd_scripts import COMMIT_FILE, pinned_commit
+
+    checkout = tmp_path / "sd"
+    checkout.mkdir()
+    (checkout / "train_network.py").write_text("")
+    (checkout / COMMIT_FILE).write_text(pinned_commit())
+    for path, forwarded in ((str(bundle), True), ("/Users/me/corp-ca.pem", False)):
+        launch = prepare_ssh_launch(launcher, database_url=pg_url, store_uri=s3_uri,
+                                    environ=environ | {"AWS_CA_BUNDLE": path}, remote_sd_scripts=str(checkout))
+        assert ("AWS_CA_BUNDLE" in launch.env) is forwarded
+        assert bool(launch.notes) is not forwarded
+        if not forwarded:
+            [note] = launch.notes
+            assert note.startswith(f"AWS_CA_BUNDLE=/Users/me/corp-ca.pem is not a file on {_target(sshd)}")

@@ -64,7 +64,7 @@ def parse_target(text: str) -> SshTarget:
     """``ssh://[user@]host[:port]``; anything else is a TargetError naming the target."""
     hint = "use --on ssh://USER@HOST[:PORT] (PORT a number from 1 to 65535)"
     parsed = urlparse(text)
-    if parsed.scheme != "ssh":
+    if parsed.scheme != "ssh" or not text.startswith("ssh://"):
         raise TargetError(f"{text!r} is not an ssh:// target", hint)
     if parsed.password:
         raise TargetError(f"{parsed.scheme}://{parsed.username}:…@{parsed.hostname}: an ssh:// target must not "
