@@ -316,3 +316,106 @@ def test_a_forwarded_ca_bundle_goes_only_where_the_file_is(sshd, pg_url, s3_uri,
         if not forwarded:
             [note] = launch.notes
             assert note.startswith(f"AWS_CA_BUNDLE=/Users/me/corp-ca.pem is not a file on {_target(sshd)}")
+
+
+def _ssh_child(pid: int) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except OSError:
+            continue
+        if int(fields[1]) == pid and name == "ssh":
+            return int(stat.parent.name)
+    raise AssertionError(f"process {pid} has no ssh child")
+
+
+def _launch_then_interrupt(sshd, pg_url, s3_uri, remote_sd_scripts, *extra, drop_connection=False):
+    """A real `orchestrator launch --wait` process, sent a real SIGINT while the remote trainer is in epoch 2
+    (or, with ``drop_connection``, its ssh client killed, as a dropped connection ends it)."""
+    import signal
+    import time
+
+    from orchestrator.tracking.store import TrackingStore
+
+    process = subprocess.Popen([ORCHESTRATOR, "--database", pg_url, "launch", str(remote_sd_scripts["spec"]),
+                                "--store", s3_uri, *_remote(sshd, remote_sd_scripts, "hang"), "--wait", *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = TrackingStore(pg_url)
+    deadline = time.monotonic() + 90
+    run = None
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = store.list_runs()
+        if runs and any(e.epoch == 2 for e in store.events(runs[0].id, kind="epoch_start")):
+            run = runs[0]
+            break
+        time.sleep(0.2)
+    assert run is not None, process.communicate(timeout=10)
+    if drop_connection:
+        os.kill(_ssh_child(process.pid), signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    return process.returncode, out, err, run.id, store
+
+
+def _wait_for_the_worker_to_end(store, run_id):
+    import time
+
+    deadline = time.monotonic() + 60  # it sees the cancel at its next heartbeat (10 s) and stops the trainer
+    while store.get_run(run_id).exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert store.get_run(run_id).exit_code is not None, "the remote worker did not end after the cancel"
+
+
+def test_ctrl_c_while_waiting_leaves_the_remote_run_going_and_says_how_to_follow_or_stop_it(
+        sshd, pg_url, s3_uri, remote_sd_scripts):
+    code, _out, err, run_id, store = _launch_then_interrupt(sshd, pg_url, s3_uri, remote_sd_scripts)
+    assert code == 130, err
+    assert f"run {run_id} continues on {_target(sshd)}" in err
+    assert f"`orchestrator runs watch {run_id}`" in err and f"`orchestrator runs cancel {run_id}`" in err
+    assert store.get_run(run_id).status == "running"
+    store.heartbeat(run_id)  # still beating from the host: the worker is alive, not just its last beat
+    cancelled = CliRunner().invoke(cli, ["--database", pg_url, "runs", "cancel", run_id])
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
+    _wait_for_the_worker_to_end(store, run_id)
+    assert "epoch 2 ended" not in [e.message for e in store.events(run_id, kind="epoch")]
+
+
+def test_cancel_on_interrupt_cancels_the_remote_run(sshd, pg_url, s3_uri, remote_sd_scripts):
+    code, _out, err, run_id, store = _launch_then_interrupt(sshd, pg_url, s3_uri, remote_sd_scripts,
+                                                            "--cancel-on-interrupt")
+    assert code == 130, err
+    assert f"run {run_id} cancelled; its worker on {_target(sshd)} stops the trainer" in err
+    assert store.get_run(run_id).status == "cancelled"
+    _wait_for_the_worker_to_end(store, run_id)
+    assert store.get_run(run_id).status == "cancelled"
+
+
+def test_a_dropped_connection_while_waiting_says_the_run_continues(sshd, pg_url, s3_uri, remote_sd_scripts):
+    code, _out, err, run_id, store = _launch_then_interrupt(sshd, pg_url, s3_uri, remote_sd_scripts,
+                                                            "--cancel-on-interrupt", drop_connection=True)
+    assert code == 130, err
+    assert f"the connection to {_target(sshd)} ended" in err and f"run {run_id} continues" in err
+    assert f"`orchestrator runs watch {run_id}`" in err and f"`orchestrator runs cancel {run_id}`" in err
+    assert store.get_run(run_id).status == "running"  # a drop is no interrupt: nothing cancelled
+    assert CliRunner().invoke(cli, ["--database", pg_url, "runs", "cancel", run_id]).exit_code == 0
+    _wait_for_the_worker_to_end(store, run_id)
+
+
+def test_a_worker_started_over_ssh_names_the_launch_options_in_its_hints(tmp_path, monkeypatch):
+    """The worker's own hint would name SD_SCRIPTS_DIR/--sd-scripts, options of the host the user is not on."""
+    monkeypatch.delenv("SD_SCRIPTS_DIR", raising=False)
+    db, store_uri = f"sqlite:///{tmp_path / 'db'}", (tmp_path / "store").as_uri()
+    queued = CliRunner().invoke(cli, ["--database", db, "launch", str(SPEC), "--on", "queue", "--store", store_uri,
+                                      "--json"])
+    run_id = json.loads(queued.output)["id"]
+    failed = CliRunner().invoke(cli, ["--database", db, "worker", "--run-id", run_id, "--store", store_uri,
+                                      "--launched-by", "ssh"])
+    assert failed.exit_code == 1
+    shown = json.loads(CliRunner().invoke(cli, ["--database", db, "runs", "show", run_id, "--json"]).output)
+    assert shown["status"] == "failed" and "sd-scripts is not configured" in shown["error_summary"]
+    assert "--remote-sd-scripts PATH" in shown["error_summary"] and "SD_SCRIPTS_DIR" not in shown["error_summary"]
+    checked = CliRunner().invoke(cli, ["worker", "--check", "--json", "--launched-by", "ssh"])
+    answer = json.loads(checked.output)
+    assert checked.exit_code != 0 and answer["ok"] is False and "--remote-sd-scripts" in answer["hint"]

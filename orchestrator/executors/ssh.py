@@ -306,8 +306,9 @@ def launch_on_ssh(store, run, launch: SshLaunch, *, wait: bool = False, claim_ti
                        f"log there ({log})")
         _fail_if_queued(store, run.id, summary)
         return store.get_run(run.id)
-    if wait and code == 255 and final.status == "running":  # the connection dropped; nohup kept the worker going
-        raise _interrupted(store, run.id, launcher, "the connection ended", cancel_on_interrupt)
+    if wait and final.status == "running":  # the log ends with the worker: the connection dropped, nohup kept it
+        raise _interrupted(store, run.id, launcher, f"the connection to {launcher.target} ended (ssh exit {code})",
+                           False)
     return final
 
 
