@@ -130,11 +130,17 @@ def test_remote_worker_failing_is_reported_and_recorded(sshd, pg_url, s3_uri, re
     assert run["remote_id"] == f"ssh://root@127.0.0.1:{sshd['port']}"
     assert run["worker"]  # the remote worker claimed it before failing
     assert "sd-scripts exited with 3" in run["error_summary"] and "CUDA out of memory" in run["error_summary"]
-    assert "CUDA out of memory" in result.output  # --wait shows the worker's log as it goes
+    assert "CUDA out of memory" in result.output  # the run's error summary
     # Secrets went through the worker's environment, never the database.
     assert "test-secret-access-key-do-not-show" not in json.dumps(run)
     events = CliRunner().invoke(cli, ["--database", pg_url, "runs", "show", run["id"], "--json"]).output
     assert "test-secret-access-key-do-not-show" not in events and "epoch 2 ended" not in events
+    import pwd
+
+    remote_log = Path(pwd.getpwnam("root").pw_dir) / f"orchestrator-worker-{run['id']}.log"
+    assert f"claimed {run['id']}" in remote_log.read_text()  # the worker's log on the host, as the launch named it
+    assert f"claimed {run['id']}" in result.output  # --wait prints it as it goes
+    assert "test-secret-access-key-do-not-show" not in remote_log.read_text()
 
 
 def test_detached_launch_returns_once_claimed_and_the_run_records_itself(sshd, pg_url, s3_uri, remote_sd_scripts,
@@ -351,6 +357,12 @@ def _launch_then_interrupt(sshd, pg_url, s3_uri, remote_sd_scripts, *extra, drop
             break
         time.sleep(0.2)
     assert run is not None, process.communicate(timeout=10)
+    # while it runs: no process on either "machine" has a secret on its command line
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert b"test-secret-access-key-do-not-show" not in cmdline.read_bytes(), cmdline
+        except OSError:
+            pass
     if drop_connection:
         os.kill(_ssh_child(process.pid), signal.SIGKILL)
     else:
