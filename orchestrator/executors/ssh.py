@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from orchestrator.errors import ConfigError, InputError, OrchestratorError
-from orchestrator.executors.remote import PATH_VALUED, check_remote_reachable, worker_environment
+from orchestrator.executors.remote import LOCAL_HOSTS, PATH_VALUED, check_remote_reachable, worker_environment
+from orchestrator.sd_scripts import SD_SCRIPTS_PYTHON_ENV
 
 CONNECT_TIMEOUT_SECONDS = 15
 CLAIM_TIMEOUT_SECONDS = 120
 REMOTE_KIND = "ssh"
-SD_SCRIPTS_PYTHON_ENV = "SD_SCRIPTS_PYTHON"
 # Read KEY=VALUE lines from stdin into the environment until an empty line.
 _READ_ENV = 'while IFS= read -r line && [ -n "$line" ]; do export "$line"; done; '
 _NOT_FOUND_MARK = "orchestrator-command-not-found"
@@ -250,8 +250,6 @@ def prepare_ssh_launch(launcher: SshLauncher, *, database_url: str | None, store
     """Check, before anything is queued, that a worker on the host could run: database and store reachable from
     there with their credentials, the connection, the remote command, sd-scripts and its Python. A forwarded
     file path (AWS_CA_BUNDLE) that the host lacks is dropped and said in ``notes``."""
-    from orchestrator.executors.remote import LOCAL_HOSTS
-
     check_remote_reachable(database_url, store_uri, environ,
                            worker_on_this_machine=launcher.target.host in LOCAL_HOSTS)
     assert database_url and store_uri
