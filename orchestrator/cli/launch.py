@@ -320,6 +320,7 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                     click.echo("no queued run", err=True)
                     break
                 handled.append(claimed.id)
+                # `launch --on ssh://` waits for this line in the worker's log (executors/ssh.py): keep its start
                 click.echo(f"claimed {claimed.id} ({claimed.name}, attempt {claimed.attempt})", err=True)
                 with LiveProgress(quiet=not sys.stderr.isatty()) as live:
                     outcome = run_claimed(store, artifacts, claimed, sd_scripts=sd_scripts, work_root=work_root,
