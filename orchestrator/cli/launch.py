@@ -98,8 +98,8 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @click.option("--on", "on", default="local", show_default=True, metavar="local|queue[:NAME]|ssh://USER@HOST[:PORT]",
               help="local: run it here now. queue: record it as queued (dataset stored first) for "
                    "`orchestrator worker` on a machine that reaches the same database and store. ssh://: queue it "
-                   "and start that worker on the host over SSH (the host, its orchestrator, sd-scripts and Python checked first); "
-                   "returns once the worker has claimed the run (see `runs watch`) unless --wait.")
+                   "and start that worker on the host over SSH (the host, its orchestrator, sd-scripts and Python "
+                   "checked first); returns once the worker has claimed the run (see `runs watch`) unless --wait.")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="OPT",
               help="Extra argument for ssh (repeatable), e.g. --ssh-option=-i --ssh-option=~/.ssh/gpu_key.")
 @click.option("--remote-orchestrator", default="orchestrator", show_default=True,
