@@ -92,8 +92,8 @@ def test_remote_worker_failing_is_reported_and_recorded(sshd, pg_url, s3_uri, mo
     [run] = _runs(pg_url)
     assert run["status"] == "failed" and run["remote_kind"] == "ssh"
     assert run["remote_id"] == f"ssh://root@127.0.0.1:{sshd['port']}"
-    assert run["worker"]  # the remote worker claimed it before failing
-    assert "sd-scripts is not configured" in run["error_summary"]
+    assert run["worker"] is None  # the remote worker checked its configuration before claiming the run
+    assert "before claiming the run: Error: sd-scripts is not configured (hint: " in run["error_summary"]
     # Secrets went through the worker's environment, never the database.
     assert "test-secret-access-key-do-not-show" not in json.dumps(run)
 
@@ -104,10 +104,12 @@ def test_detached_launch_returns_at_once_and_the_run_records_itself(sshd, pg_url
                      "--remote-orchestrator", str(Path(sys.executable).parent / "orchestrator"), *_ssh_args(sshd))
     assert result.exit_code == 0, result.output
     run_id = json.loads(result.output[result.output.index("{"):])["id"]
+    # the remote worker has no sd-scripts: it claims nothing and says so on the run, which stays queued
     watched = CliRunner().invoke(cli, ["--database", pg_url, "runs", "watch", run_id, "--interval", "0.2",
-                                       "--timeout", "60"])
-    assert "claimed by" in watched.output and watched.exit_code == 1  # the remote worker failed: no sd-scripts
-    assert _runs(pg_url)[0]["status"] == "failed"
+                                       "--timeout", "8"])
+    assert "did not claim it: sd-scripts is not configured" in watched.output and watched.exit_code == 3
+    assert "claimed by" not in watched.output
+    assert _runs(pg_url)[0]["status"] == "queued"
 
 
 def test_unreachable_host_queues_nothing(pg_url, s3_uri):

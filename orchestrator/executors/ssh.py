@@ -111,10 +111,20 @@ def launch_on_ssh(store, run, launcher: SshLauncher, *, database_url: str, store
 
     store.update_run(run.id, remote_id=str(launcher.target))
     env = worker_environment(database_url, store_uri, os.environ)
-    code = launcher.start_worker(run.id, env, list(worker_args), on_line=on_line, detach=not wait)
+    last_line: list[str] = []
+
+    def keep_last(line: str) -> None:
+        last_line[:] = [line] if line.strip() else last_line
+        if on_line is not None:
+            on_line(line)
+
+    code = launcher.start_worker(run.id, env, list(worker_args), on_line=keep_last, detach=not wait)
     final = store.get_run(run.id)
     if final.status == "queued" and (wait or code != 0):
+        # the worker's last word says why (e.g. its sd-scripts is not configured); without one, the likely cause
+        why = (f": {last_line[0]}" if last_line
+               else " (is orchestrator installed there? see --remote-orchestrator)")
         store.set_status(run.id, "failed", error_summary=f"the worker on {launcher.target} exited with {code} before "
-                         "claiming the run (is orchestrator installed there? see --remote-orchestrator)")
+                         f"claiming the run{why}")
         final = store.get_run(run.id)
     return final
