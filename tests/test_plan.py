@@ -119,7 +119,8 @@ def test_rule_errors_also_stop_the_plan(tmp_path):
     assert result.stderr.splitlines() == [
         f"Error: {spec}: config.color_aug: cannot be used with cache_latents: cached latents are computed once, "
         "augmentation needs the image every step (hint: drop color_aug or the latent cache)",
-        f"Error: {spec}: config.full_bf16: requires mixed_precision = \"bf16\" (it is 'fp16')",
+        (f"Error: {spec}: config.full_bf16: requires mixed_precision = \"bf16\" (it is 'fp16') (hint: set "
+         f"mixed_precision = \"bf16\", or remove full_bf16)"),
     ]
     assert not out.exists()
 
@@ -137,7 +138,8 @@ def test_warnings_are_shown_and_do_not_fail(tmp_path):
 def test_missing_spec_file():
     result = CliRunner().invoke(cli, ["plan", "nope.toml"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: spec file nope.toml does not exist"
+    assert result.stderr.strip() == ("Error: spec file nope.toml does not exist (hint: check the path; example specs "
+                                     "are in kohya_configs/specs/)")
 
 
 def test_unknown_preset_is_reported_as_a_problem(tmp_path):
@@ -248,5 +250,6 @@ def test_rendered_dataset_toml_problems_name_the_file_and_the_key():
                                     source=DATASET_FILE)
     assert [(p.severity, p.one_line()) for p in problems] == [
         ("error", "dataset.toml: general.keep_tokenz: unknown key (did you mean keep_tokens?)"),
-        ("error", "dataset.toml: datasets[0].subsets[0]: missing required key 'image_dir'"),
+        ("error", ("dataset.toml: datasets[0].subsets[0]: missing required key 'image_dir' (hint: add image_dir = … to "
+                   "this table (the folder of the subset's images))")),
     ]

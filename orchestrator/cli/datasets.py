@@ -104,7 +104,7 @@ def dataset_snapshot(state: State, path: Path, label: str | None, caption_extens
 
 @dataset.command("materialize")
 @click.argument("snapshot_ref", metavar="SNAPSHOT")
-@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("dest", type=click.Path(path_type=Path))  # a file there: the library says so, with a hint
 @click.option("--force", is_flag=True, help="Replace the contents of a non-empty DEST.")
 @store_option
 @json_option

@@ -304,6 +304,10 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
             except ConfigError as error:
                 if run_id:  # a run meant for this worker (ssh, RunPod): say on it why it is still queued
                     store.record_event(run_id, "log", message=f"worker {name} did not claim it: {error.one_line()}")
+                    if terminate_pod and store.get_run(run_id).status == "queued":
+                        # its pod goes away now, and no other worker was meant to take it
+                        store.set_status(run_id, "failed", error_summary=f"the worker in its RunPod pod could not "
+                                         f"train it: {error.one_line()}")
                 raise
             artifacts = open_store(store_uri)
             while True:

@@ -87,7 +87,8 @@ def palette_from_images(paths: Iterable[Path]) -> Palette:
         with Image.open(path) as image:
             images.append(image.convert("RGB"))
     if not images:
-        raise InputError("no training images to take a palette from", None)
+        raise InputError("no training images to take a palette from",
+                         "give --palette-from a folder (or snapshot) that holds the training images")
     return palette_of(images)
 
 

@@ -92,7 +92,8 @@ def layout_from_spec(spec: RunSpec) -> tuple[DatasetLayout | None, list[Problem]
     path = spec.dataset.path
     if path is None:
         return None, [error("dataset.subsets", "a dataset snapshot's layout is read by launch; to plan it here "
-                            "list its [[dataset.subsets]]", source=spec.source)]
+                            "list its [[dataset.subsets]]",
+                            'add [[dataset.subsets]] tables with folder = "<repeats>_<class tokens>"', spec.source)]
     folder = Path(path)
     if not folder.is_dir():
         return None, [error("dataset.path", f"{path} is not a folder", "a kohya DreamBooth folder holds "
@@ -110,7 +111,8 @@ def layout_from_spec(spec: RunSpec) -> tuple[DatasetLayout | None, list[Problem]
         found.append(subset_in_work_dir(child.name))
     if not found:
         problems.append(error("dataset.path", f"{path} has no '<repeats>_<class tokens>' folders",
-                              source=spec.source))
+                              "put the images in folders named like 10_bespoke_punk (10 repeats, class "
+                              "tokens bespoke_punk)", spec.source))
         return None, problems
     return DatasetLayout(tuple(found)), problems
 
@@ -153,7 +155,7 @@ def command_json(rendered: RenderedRun) -> str:
 def plan_files(plan: Plan) -> dict[str, str]:
     """File name -> content of everything :func:`write_plan` writes."""
     if not plan.ok or plan.rendered is None:
-        raise OrchestratorError("the plan has errors; nothing to write")
+        raise OrchestratorError("the plan has errors; nothing to write", "`orchestrator plan SPEC` lists them")
     files = dict(plan.rendered.files)
     files[COMMAND_FILE] = command_json(plan.rendered)
     files[SPEC_FILE] = json.dumps(plan.spec.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -99,7 +99,8 @@ class EvaluationRepository(SessionScope):
         with self._session() as session:
             evaluation = session.get(Evaluation, evaluation_id)
             if evaluation is None:
-                raise NotFoundError(f"no evaluation {evaluation_id}", None)
+                raise NotFoundError(f"no evaluation {evaluation_id}", "it was deleted meanwhile (with its run?); run the "
+                                    "evaluation again")
             return _insert_samples(session, evaluation, samples, set())
 
     def record_scored_folder(self, run_id: str, *, suite_name: str, source: str, samples: Iterable[SampleScore],
@@ -227,7 +228,8 @@ class EvaluationRepository(SessionScope):
         earlier one (the same images give the same figures). An upsert: two workers that start on the same snapshot
         at once both succeed."""
         if not metrics:
-            raise InputError(f"dataset snapshot {snapshot_id[:12]} has no images to score", None)
+            raise InputError(f"dataset snapshot {snapshot_id[:12]} has no images to score",
+                             "snapshot a dataset folder that holds the training images")
         values: dict[str, Any] = {"snapshot_id": snapshot_id, "image_count": len(metrics),
                                   "palette_size": palette_size, "created_at": utcnow()}
         for metric in METRICS:

@@ -147,7 +147,8 @@ class RunRepository(SessionScope):
             row = self._find_run(session, run_id)
             for key, value in values.items():
                 if not hasattr(Run, key):
-                    raise InputError(f"runs have no field {key!r}", None)
+                    raise InputError(f"runs have no field {key!r}", "the fields are those `orchestrator runs show RUN_ID --json` "
+                                     "prints")
                 setattr(row, key, list(value) if key == "tags" else value)
             session.flush()
             return _run_record(row)
