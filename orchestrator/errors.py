@@ -50,3 +50,9 @@ class AmbiguousIdError(OrchestratorError):
 
 class InputError(OrchestratorError):
     """A user-supplied file or value is malformed."""
+
+
+class UsageError(InputError):
+    """A command was given an option value it does not take: a usage error, exit 2 (as click's own)."""
+
+    exit_code = 2

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError
+from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError, UsageError
 from orchestrator.tracking.entities import EventRecord, NewRun, RunRecord
 from orchestrator.tracking.models import RUN_STATUSES, Run, RunEvent
 from orchestrator.tracking.session import SessionScope, aware, like_prefix, utcnow
@@ -88,6 +88,8 @@ class RunRepository(SessionScope):
     def list_runs(
         self, *, status: str | None = None, limit: int | None = None, tag: str | None = None
     ) -> list[RunRecord]:
+        if status and status not in RUN_STATUSES:
+            raise UsageError(f"no run status {status!r}", f"statuses: {', '.join(RUN_STATUSES)}")
         with self._session() as session:
             query = sa.select(Run).order_by(Run.created_at.desc(), Run.id)
             if status:
