@@ -47,9 +47,9 @@ def test_tables_fit_80_columns_without_a_terminal_and_use_a_wider_one(imported, 
 
 
 def test_hidden_columns_are_named_and_the_first_always_shows():
-    cells = [["a" * 30, "b" * 30, "c" * 30]]  # the first column needs 28 + 3, the others 16 + 3 before folding
-    assert fitting_columns(["first", "second", "third"], cells, 70) == [0, 1, 2]
-    assert fitting_columns(["first", "second", "third"], cells, 69) == [0, 1]
+    cells = [["a" * 30, "b" * 30, "c" * 30]]  # the first column needs 28 + 3, the others 22 + 3 before folding
+    assert fitting_columns(["first", "second", "third"], cells, 82) == [0, 1, 2]
+    assert fitting_columns(["first", "second", "third"], cells, 81) == [0, 1]
     assert fitting_columns(["first", "second", "third"], cells, 20) == [0]
 
 
@@ -106,3 +106,17 @@ def test_caption_version_effectiveness_explains_empty_score_columns(imported):
     assert result.exit_code == 0
     assert ("no evaluated epochs yet for NEW_accurate_captions_Nov10, OLD_captions_backup_Nov9: their best-score "
             "columns stay empty until a run of theirs is scored") in " ".join(result.stdout.split())
+
+
+def test_import_history_defaults_to_the_shipped_history_file(db_url):
+    from orchestrator.resources import USERS_HISTORY_FILE
+
+    first = json.loads(run("import-history", "--json", database=db_url).output)
+    assert len(first["runs_added"]) == 10
+    again = json.loads(run("import-history", str(USERS_HISTORY_FILE), "--json", database=db_url).output)
+    assert again["runs_added"] == [] and len(again["runs_unchanged"]) == 10
+
+
+def test_launch_on_help_names_every_launcher():
+    help_text = " ".join(CliRunner().invoke(cli, ["launch", "--help"]).output.split())
+    assert "local|queue[:NAME]|ssh://USER@HOST[:PORT]|runpod" in help_text and "runpod: queue it" in help_text

@@ -17,7 +17,7 @@ from orchestrator.spec import RunSpec, load_spec
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "specs"
 EXAMPLE = ROOT / "kohya_configs" / "specs" / "sd15_perfect.toml"
-FILES = ["config.toml", "dataset.toml", "sample_prompts.txt", "command.json", "spec.json"]
+FILES = ["config.toml", "dataset.toml", "sample_prompts.txt", "command.json", "spec.json", "run.sh"]
 
 
 @pytest.fixture(autouse=True)
@@ -96,6 +96,39 @@ def test_out_writes_the_files_deterministically(tmp_path):
     assert run("plan", str(EXAMPLE), "--out", str(out), "--sd-scripts", "/opt/sd-scripts").exit_code == 0
     assert {name: (out / name).read_bytes() for name in FILES} == first
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_out_is_a_runnable_folder(tmp_path):
+    """run.sh runs the planned command from its folder: here a stand-in accelerate (on PATH) records how it was
+    called, which is exactly the argv and environment of command.json."""
+    import os
+    import stat
+    import subprocess
+
+    out = tmp_path / "plan"
+    result = run("plan", str(EXAMPLE), "--out", str(out), "--sd-scripts", "/opt/sd-scripts")
+    assert result.exit_code == 0, result.output
+    assert f"run it with: sh {out / 'run.sh'}" in result.stdout
+    script = out / "run.sh"
+    assert script.stat().st_mode & stat.S_IXUSR
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "accelerate").write_text('#!/bin/sh\npwd > called\necho "$@" >> called\n'
+                                        'echo "$PYTHONUNBUFFERED $HF_HUB_DISABLE_TELEMETRY" >> called\n')
+    (bin_dir / "accelerate").chmod(0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(["sh", str(script)], cwd=elsewhere, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    command = json.loads((out / "command.json").read_text())
+    called = (out / "called").read_text().splitlines()
+    assert called[0] == str(out.resolve()) and called[1] == " ".join(command["argv"][1:])
+    assert called[2] == f"{command['env']['PYTHONUNBUFFERED']} {command['env']['HF_HUB_DISABLE_TELEMETRY']}"
+    unplanned = tmp_path / "no-sd-scripts"
+    assert run("plan", str(EXAMPLE), "--out", str(unplanned)).exit_code == 0
+    refused = subprocess.run(["sh", str(unplanned / "run.sh")], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "plan again with --sd-scripts PATH" in refused.stderr
 
 
 def test_errors_one_line_each_naming_the_spec_and_nothing_written(tmp_path):

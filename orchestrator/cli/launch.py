@@ -88,10 +88,13 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @store_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path),
               help="Where run work directories go (default: <data dir>/runs).")
-@click.option("--on", "on", default="local", show_default=True, metavar="local|queue[:NAME]|ssh://USER@HOST[:PORT]",
+@click.option("--on", "on", default="local", show_default=True,
+              metavar="local|queue[:NAME]|ssh://USER@HOST[:PORT]|runpod",
               help="local: run it here now. queue: record it as queued (dataset stored first) for "
                    "`orchestrator worker` on a machine that reaches the same database and store. ssh://: queue it "
-                   "and start that worker on the host over SSH; returns at once (see `runs watch`) unless --wait.")
+                   "and start that worker on the host over SSH; returns at once (see `runs watch`) unless --wait. "
+                   "runpod: queue it and start a RunPod pod from the worker image (--gpu, --image, --cloud, "
+                   "--disk-gb; $RUNPOD_API_KEY) whose worker trains it.")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="OPT",
               help="Extra argument for ssh (repeatable), e.g. --ssh-option=-i --ssh-option=~/.ssh/gpu_key.")
 @click.option("--remote-orchestrator", default="orchestrator", show_default=True,

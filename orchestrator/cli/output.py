@@ -88,7 +88,7 @@ def echo_table(columns: list[str], rows: list[list[Any]], *, title: str | None =
 
 
 _CELL_ROOM = 3  # rich's padding and border per column
-_HEADER_MIN, _CELL_MIN = 8, 16  # narrower than this, a column folds its words into pieces
+_HEADER_MIN, _CELL_MIN = 8, 22  # narrower than this, a column folds its words into pieces
 _FIRST_CELL_MIN = 28  # the first column names the row (a path, a name): whole when it can be
 
 

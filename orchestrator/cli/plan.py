@@ -31,8 +31,8 @@ def _echo_problems(problems: list[Problem] | tuple[Problem, ...]) -> None:
 @click.command("plan")
 @click.argument("spec_file", metavar="SPEC", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Write config.toml, dataset.toml, sample_prompts.txt, command.json and spec.json here "
-                   "(only when there is no error).")
+              help="Write config.toml, dataset.toml, sample_prompts.txt, command.json, spec.json and run.sh "
+                   "(the command, runnable with `sh DIR/run.sh`) here (only when there is no error).")
 @click.option("--sd-scripts", "sd_scripts", metavar="PATH",
               help=f"sd-scripts checkout the command runs (env {SD_SCRIPTS_ENV}; else [sd_scripts] path).")
 @click.option("--tokenizer-cache-dir", metavar="PATH",
@@ -101,6 +101,7 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
     if written:
         for path in written:
             click.echo(f"wrote {path}")
+        click.echo(f"run it with: sh {out_dir / 'run.sh'}")
     else:
         click.echo(f"# plan for {spec_file} (preset {preset}, {spec.script}, seed {result.seed})")
         for name, content in rendered.files.items():
