@@ -180,6 +180,8 @@ def _callee(call: ast.Call) -> str | None:
     if isinstance(call.func, ast.Name):
         return call.func.id
     if isinstance(call.func, ast.Attribute):
+        if isinstance(call.func.value, ast.Name) and call.func.value.id == "click":
+            return None  # click's own errors (click.UsageError: usage text, exit 2) are not the library's
         return call.func.attr
     return None
 

@@ -179,11 +179,12 @@ def dataset_show(state: State, snapshot_ref: str, show_images: bool, as_json: bo
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--captions", "style", type=click.Choice(["plain", "hex"]), default="plain", show_default=True,
               help="Caption version: colours in words, or with #rrggbb codes.")
-def dataset_example(dest: Path, style: str) -> None:
+@click.option("--force", is_flag=True, help="Overwrite the example's files if DEST already holds them.")
+def dataset_example(dest: Path, style: str, force: bool) -> None:
     """Write the synthetic example dataset (24 pixel-art portraits, 512x512) as a DreamBooth folder in DEST."""
     from orchestrator.datasets import write_example_dataset  # here for start-up speed
 
-    subset = write_example_dataset(dest, captions=style)
+    subset = write_example_dataset(dest, captions=style, force=force)
     click.echo(f"{subset}: 24 images with {style} captions")
 
 
