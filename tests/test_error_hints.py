@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
+from test_plan import SPEC_HEAD  # a valid spec to break one key of
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "orchestrator"
@@ -23,20 +24,6 @@ EXAMPLE_DATASET = ROOT / "datasets" / "example" / "plain"
 
 ONE_LINE = re.compile(r"Error: (?P<message>[^\n]+?) \(hint: (?P<hint>[^\n]+)\)")
 
-SPEC_HEAD = """spec_version = 1
-preset = "sd15_perfect"
-seed = 11
-
-[base_model]
-family = "sd15"
-name = "runwayml/stable-diffusion-v1-5"
-
-[dataset]
-snapshot = "ds-1"
-
-[[dataset.subsets]]
-folder = "1_bespoke_baby"
-"""
 NO_DATASET = SPEC_HEAD.replace('snapshot = "ds-1"\n\n[[dataset.subsets]]\nfolder = "1_bespoke_baby"\n', "")
 SAMPLED = SPEC_HEAD + "\n[sample]\nevery_n_epochs = 1\n"
 
