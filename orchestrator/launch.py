@@ -150,7 +150,10 @@ def preview_caption_label(store: TrackingStore, spec: RunSpec) -> CaptionLabelOu
     if not wanted:
         return None
     if spec.dataset.snapshot:
-        version_id = store.get_snapshot(spec.dataset.snapshot).caption_version_id
+        try:
+            version_id = store.get_snapshot(spec.dataset.snapshot).caption_version_id
+        except NotFoundError:  # recorded in another database, or not yet: launch says so where it runs
+            return None
     elif spec.dataset.path:
         from orchestrator.datasets.manifest import caption_version_id
         from orchestrator.datasets.scan import scan_dataset
