@@ -305,7 +305,8 @@ def test_too_many_errors_give_one_line_naming_the_store(standin, tmp_path):
         open_store(f"supabase://{BUCKET}/runs").put_file(_file(tmp_path / "a", 100))
     message = failure.value.one_line()
     assert message == (f"supabase://{BUCKET}/runs at {standin.url}/storage/v1: could not look up an object "
-                       "(503: upstream connect error)")
+                       "(503: upstream connect error) (hint: check the store URI and that the service answers "
+                       "(network, credentials), then run the command again; --debug shows the full error)")
     assert len(standin.calls("GET")) == 4  # the policy's four attempts
 
 

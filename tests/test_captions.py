@@ -131,10 +131,17 @@ def test_cli_lint_exit_codes_and_json(tmp_path: Path):
     failing = run("captions", "lint", str(EXAMPLE / "hex"))
     assert failing.exit_code == 1
     lines = failing.output.splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert errors and all(line.startswith(f"error: {EXAMPLE / 'hex' / SUBSET}/") for line in errors)
-    assert "CLIP tokens, over the budget of 75" in errors[0]
-    assert "warning: " in failing.output and lines[-1].startswith(f"24 images: {len(errors)} error(s), 24 warning(s)")
+    # grouped by rule: one line per rule with its file count and hint, then its files (the first 10)
+    rules = [line for line in lines if line.startswith(("error: ", "warning: "))]
+    assert rules == ["error: over-token-budget: 15 files (hint: shorten the caption, or train with "
+                     "--max_token_length 150)",
+                     "warning: hex-codes: 24 files (hint: describe colours in words (e.g. 'brown solid background'))"]
+    over_budget = lines[1:lines.index(rules[1])]
+    assert len(over_budget) == 11 and over_budget[-1] == "  … and 5 more (--json lists every one)"
+    assert all(line.startswith(f"  {EXAMPLE / 'hex' / SUBSET}/") for line in over_budget[:-1])
+    assert "CLIP tokens, over the budget of 75" in over_budget[0] and "(hint: " not in over_budget[0]
+    assert lines[-1].startswith("24 images: 15 error(s), 24 warning(s)")
+    assert len(json.loads(run("captions", "lint", str(EXAMPLE / "hex"), "--json").output)["findings"]) == 15 + 24
     report = json.loads(run("captions", "lint", str(EXAMPLE / "hex"), "--max-token-length", "150", "--json").output)
     assert report["errors"] == 0 and report["warnings"] == 24 and report["max_token_length"] == 150
     broken = copy_example(tmp_path)

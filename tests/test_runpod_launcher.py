@@ -305,8 +305,9 @@ def test_the_worker_in_the_pod_records_the_cost_and_terminates_its_own_pod(store
 
 
 def test_the_image_entrypoint_terminates_the_pod_even_when_the_worker_fails(db_url, runpod_api, tmp_path):
-    """docker/entrypoint.sh as a pod runs it: the queued run cannot be prepared here (no sd-scripts), the worker
-    fails it and exits 1, and the pod is terminated with the cost recorded."""
+    """docker/entrypoint.sh as a pod runs it: the queued run cannot be trained here (no sd-scripts), the worker
+    refuses before claiming it, fails the run meant for its pod and exits 1, and the pod is terminated with the cost
+    recorded."""
     import os
     import subprocess
     import sys

@@ -22,8 +22,12 @@ def runs() -> None:
     """List and inspect runs."""
 
 
-RUN_LIST_COLUMNS = ["id", "name", "status", "base_model_family", "network_dim", "best_epoch", "best_score",
-                    "rating", "created_at"]
+# what people compare first comes first: in 80 columns the last ones give way (and are named)
+RUN_LIST_COLUMNS = ["id", "name", "status", "best_epoch", "best_score", "rating", "base_model_family", "network_dim",
+                    "created_at"]
+# One name per concept in every table: a run's id is run_id and its name is name (as in training_summary);
+# JSON keeps each record's own keys (a run's "id"), so programs reading it are unaffected.
+RUN_COLUMN_HEADERS = {"id": "run_id", "run_name": "name"}
 
 
 @runs.command("list")
@@ -43,7 +47,7 @@ def runs_list(state: State, status: str | None, tag: str | None, limit: int | No
         echo_json([r.to_dict() for r in records])
         return
     rows = [[r.to_dict()[c] for c in RUN_LIST_COLUMNS] for r in records]
-    echo_table(RUN_LIST_COLUMNS, rows)
+    echo_table([RUN_COLUMN_HEADERS.get(c, c) for c in RUN_LIST_COLUMNS], rows)
 
 
 @runs.command("show")
@@ -63,6 +67,7 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
         events = store.events(run.id)
     if as_json:
         data = run.to_dict()
+        data["reported_result"] = _reported_result(run)
         data["epoch_scores"] = [s.to_dict() for s in scores]
         data["training_reference"] = reference.to_dict() if reference else None
         data["checkpoints"] = [c.to_dict() for c in checkpoints]
@@ -71,11 +76,15 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
         return
     fields_ = run.to_dict()
     long_fields = ("spec", "config_toml", "dataset_toml", "argv")
+    # the users' verdict always shows, and their word for the outcome where they gave one (imported history)
+    verdict = {"rating": "not rated" if run.rating is None else run.rating,
+               "reported_result": _reported_result(run)}
+    fields_ = {**{k: v for k, v in fields_.items() if k not in verdict}, **verdict}
     width = max(len(k) for k in fields_)
     for key, value in fields_.items():
-        if key in long_fields or value in (None, [], ""):
+        if key in long_fields or value in (None, [], "", {}):
             continue
-        click.echo(f"{key:<{width}}  {value}")
+        click.echo(f"{key:<{width}}  {_field_text(value)}")
     if scores:
         click.echo("")
         echo_table(
@@ -92,11 +101,32 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
         echo_reference(reference)
     if checkpoints:
         echo_table(["epoch", "step", "size_bytes", "sha256", "uri"],
-                   [[c.epoch, c.step, c.size_bytes, c.sha256[:16], c.uri] for c in checkpoints], title="checkpoints")
+                   [[c.epoch, c.step, c.size_bytes, c.sha256, c.uri] for c in checkpoints], title="checkpoints")
     if events:
         echo_table(["at", "kind", "epoch", "step", "loss", "message"],
                    [[e.at.isoformat(timespec="seconds"), e.kind, e.epoch, e.step, e.loss, e.message]
                     for e in events[-20:]], title=f"events (last {min(20, len(events))} of {len(events)})")
+
+
+def _reported_result(run) -> str | None:
+    """The users' own word for a run's outcome, as their history file gives it ("winner", "pending", …)."""
+    history = (run.spec or {}).get("history")
+    return history.get("reported_result") if isinstance(history, dict) else None
+
+
+def _field_text(value) -> str:
+    """A field as people read it: lists comma-separated, tables as key=value, times to the second; no reprs."""
+    from datetime import datetime
+
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_field_text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_field_text(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value)
 
 
 @runs.command("verify-repro")

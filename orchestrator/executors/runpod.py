@@ -225,7 +225,8 @@ def launch_on_runpod(
     """
     say = on_status or (lambda _message: None)
     if cloud_type not in CLOUD_TYPES:
-        raise InputError(f"cloud type {cloud_type!r} is not one of {', '.join(CLOUD_TYPES)}", None)
+        raise InputError(f"cloud type {cloud_type!r} is not one of {', '.join(CLOUD_TYPES)}",
+                         "SECURE is RunPod's default; COMMUNITY is cheaper")
     if run.status != "queued":
         raise InputError(f"run {run.id} is {run.status}; only a queued run can go to RunPod",
                          "queue it first (`orchestrator launch SPEC --on runpod` does)")

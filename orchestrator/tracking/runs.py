@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError
+from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError, UsageError
 from orchestrator.tracking import db
 from orchestrator.tracking.entities import EventRecord, NewRun, RunRecord
 from orchestrator.tracking.models import RUN_STATUSES, Run, RunEvent
@@ -115,6 +115,8 @@ class RunRepository(SessionScope):
     def list_runs(
         self, *, status: str | None = None, limit: int | None = None, tag: str | None = None
     ) -> list[RunRecord]:
+        if status and status not in RUN_STATUSES:
+            raise UsageError(f"no run status {status!r}", f"statuses: {', '.join(RUN_STATUSES)}")
         with self._session() as session:
             query = sa.select(Run).order_by(Run.created_at.desc(), Run.id)
             if status:
@@ -174,7 +176,8 @@ class RunRepository(SessionScope):
             row = self._find_run(session, run_id)
             for key, value in values.items():
                 if not hasattr(Run, key):
-                    raise InputError(f"runs have no field {key!r}", None)
+                    raise InputError(f"runs have no field {key!r}", "the fields are those `orchestrator runs show RUN_ID --json` "
+                                     "prints")
                 setattr(row, key, list(value) if key == "tags" else value)
             session.flush()
             return _run_record(row)
