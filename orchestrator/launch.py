@@ -246,7 +246,8 @@ def prepare_run(
     try:
         from orchestrator.datasets.materialize import materialize_snapshot
 
-        materialize_snapshot(snapshot.id, work_dir / "dataset", tracking=store, artifacts=artifacts)
+        # from the store the snapshot was recorded in (the run's own store gets the checkpoints)
+        materialize_snapshot(snapshot.id, work_dir / "dataset", tracking=store)
         with disk_full_names(work_dir, "writing the run's work directory"):
             write_plan(plan, work_dir)
     except BaseException as error:

@@ -100,7 +100,9 @@ def dataset_snapshot(state: State, path: Path, label: str | None, caption_extens
 @click.argument("snapshot_ref", metavar="SNAPSHOT")
 @click.argument("dest", type=click.Path(path_type=Path))  # a file there: the library says so, with a hint
 @click.option("--force", is_flag=True, help="Replace the contents of a non-empty DEST.")
-@store_option
+@click.option("--store", "store_uri", metavar="URI",
+              help="Read the archive from this store (file:///PATH or a bare path). Default: the store the snapshot "
+                   "was recorded in.")
 @json_option
 @pass_state
 def dataset_materialize(state: State, snapshot_ref: str, dest: Path, force: bool, store_uri: str | None,
@@ -108,7 +110,7 @@ def dataset_materialize(state: State, snapshot_ref: str, dest: Path, force: bool
     """Rebuild snapshot SNAPSHOT (id, unique prefix or label) as a kohya folder in DEST, verifying every hash."""
     from orchestrator.datasets import materialize_snapshot  # here for start-up speed
 
-    artifacts = _artifacts(store_uri)
+    artifacts = _artifacts(store_uri) if store_uri else None  # None: the snapshot's recorded store
     with state.store() as tracking:
         result = materialize_snapshot(snapshot_ref, dest, tracking=tracking, artifacts=artifacts, force=force)
     if as_json:

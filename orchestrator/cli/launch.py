@@ -18,7 +18,7 @@ allow_commit_drift_option = click.option(
     help="Run even if sd-scripts is at another commit than expected (a reproduction: the parent's; else the spec's, "
          "by default the pinned one) or at an unknown one; the run records the commit found (unknown stays unknown).")
 store_option = click.option("--store", "store_uri", metavar="URI", envvar="ORCHESTRATOR_STORE",
-                            help="Artifact store (default: the per-user local store).")
+                            help="Artifact store (default: $ORCHESTRATOR_STORE, else the per-user local store).")
 
 
 class LiveProgress:
