@@ -311,6 +311,14 @@ class TagRecord(Record):
 
 
 @dataclass(frozen=True)
+class RunTags(Record):
+    """The tags entered here for one run, after a change."""
+
+    run_id: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Verdicts(Record):
     """Everything people decided about one run.
 

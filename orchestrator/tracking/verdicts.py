@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import InputError
-from orchestrator.tracking.entities import EpochMarkRecord, NoteRecord, RatingRecord, TagRecord, Verdicts
+from orchestrator.tracking.entities import EpochMarkRecord, NoteRecord, RatingRecord, RunTags, TagRecord, Verdicts
 from orchestrator.tracking.models import (
     AUTHOR_MAX,
     EPOCH_MARKS,
@@ -93,7 +93,7 @@ class VerdictRepository(SessionScope):
             session.flush()
             return _note(row)
 
-    def tag_run(self, run_ref: str, action: str, tag: str, *, author: str | None = None) -> tuple[str, ...]:
+    def tag_run(self, run_ref: str, action: str, tag: str, *, author: str | None = None) -> RunTags:
         """Add or remove a tag of a run; returns the tags entered here afterwards. Adding a tag the run has, or
         removing one it lacks, changes nothing. Only tags entered here can be removed (the spec's stay)."""
         if action not in TAG_ACTIONS:
@@ -108,7 +108,8 @@ class VerdictRepository(SessionScope):
             elif action == "remove" and row is not None:
                 session.delete(row)
             session.flush()
-            return tuple(session.scalars(sa.select(RunTag.tag).where(RunTag.run_id == run_id).order_by(RunTag.tag)))
+            tags = session.scalars(sa.select(RunTag.tag).where(RunTag.run_id == run_id).order_by(RunTag.tag))
+            return RunTags(run_id=run_id, tags=tuple(tags))
 
     def verdicts(self, run_ref: str) -> Verdicts:
         """Everything entered about a run, and its rating as the views see it."""
