@@ -110,14 +110,14 @@ def _echo_verdicts(verdicts) -> None:
         latest = verdicts.ratings[-1]
         rows.append(["rating", f"{latest.score} (entered by {latest.author} at {_when(latest.created_at)})"])
     if verdicts.imported_rating is not None:
-        used = " (used)" if verdicts.rating_source == "imported" else ""
-        rows.append(["imported rating", f"{verdicts.imported_rating}{used}"])
+        used = "used: no rating entered" if verdicts.rating_source == "imported" else "not used: an entered rating wins"
+        rows.append(["imported rating", f"{verdicts.imported_rating} ({used})"])
     if verdicts.tags:
         rows.append(["tags entered here", ", ".join(t.tag for t in verdicts.tags)])
     for mark in verdicts.epoch_marks:
         rows.append([f"epoch {mark.epoch}", f"{mark.mark} (by {mark.author} at {_when(mark.marked_at)})"])
     if rows:
-        echo_table(["verdict", "value"], rows, title="verdicts (an entered rating wins over the imported one)")
+        echo_table(["verdict", "value"], rows, title="verdicts")
     if verdicts.notes:
         echo_table(["at", "author", "note"], [[_when(n.created_at), n.author, n.text] for n in verdicts.notes],
                    title=f"notes ({len(verdicts.notes)})")
