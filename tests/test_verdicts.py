@@ -59,13 +59,28 @@ def test_the_latest_entered_rating_counts_and_the_imported_one_stays_apart(store
     assert store.verdicts(unrated.id).rating is None
 
 
-@pytest.mark.parametrize("score", [0, 6, -1, True, "4", 4.0])
-def test_a_rating_outside_1_to_5_is_refused_and_nothing_written(store, score):
+@pytest.mark.parametrize(("score", "message"), [
+    (0, "rating 0 is out of range"), (6, "rating 6 is out of range"), ("7", "rating 7 is out of range"),
+    (-1, "rating -1 is out of range"), ("-1", "rating '-1' is not a whole number"),
+    (True, "rating True is not a whole number"), (4.0, "rating 4.0 is not a whole number"),
+    ("four", "rating 'four' is not a whole number"), ("", "rating '' is not a whole number")])
+def test_a_rating_outside_1_to_5_is_refused_and_nothing_written(store, score, message):
     run = store.create_run(NewRun(name="r"))
     with pytest.raises(InputError) as error:
         store.rate_run(run.id, score, author="alice")
-    assert error.value.hint == "a rating is a whole number from 1 to 5"
+    assert (error.value.message, error.value.hint) == (message, "a rating is a whole number from 1 to 5")
     assert _nothing_entered(store, run.id)
+
+
+def test_a_rating_or_an_epoch_typed_into_a_form_is_read_as_a_number(store):
+    run = _with_epochs(store)
+    assert store.rate_run(run.id, " 5 ", author="alice").score == 5
+    assert store.mark_epoch(run.id, "2", "keeper", author="alice").epoch == 2
+    with pytest.raises(InputError) as error:
+        store.mark_epoch(run.id, "two", "keeper", author="alice")
+    assert (error.value.message, error.value.hint) == ("epoch 'two' is not a whole number",
+                                                       "an epoch is a whole number, e.g. 3")
+    assert [r.score for r in store.verdicts(run.id).ratings] == [5]
 
 
 def test_verdicts_on_an_unknown_run_are_refused(store):
@@ -244,8 +259,8 @@ def test_rate_note_and_tag_commands_print_one_line_each(db_url, store, monkeypat
 
 @pytest.mark.parametrize(("args", "line", "code"), [
     (["rate", "judged", "7"], "Error: rating 7 is out of range (hint: a rating is a whole number from 1 to 5)", 1),
-    (["rate", "judged", "four"], "Error: rating 'four' is not a whole number (hint: rate a run 1 to 5, or mark an "
-                                 "epoch with --epoch N keeper|reject)", 1),
+    (["rate", "judged", "four"], "Error: rating 'four' is not a whole number (hint: a rating is a whole number "
+                                 "from 1 to 5)", 1),
     (["rate", "judged", "--epoch", "9", "keeper"], "Error: run {id} has no epoch 9 (hint: epochs with a checkpoint "
                                                    "or scores: 1, 2)", 1),
     (["rate", "judged", "--epoch", "1", "good"], "Error: unknown epoch mark 'good' (hint: use one of keeper, "

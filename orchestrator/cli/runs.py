@@ -140,14 +140,9 @@ author_option = click.option("--author", help="Who is entering this (default: yo
 def runs_rate(state: State, run_ref: str, value: str, epoch: int | None, author: str | None, as_json: bool) -> None:
     """Rate a run 1-5 (the latest rating counts; an imported one is kept apart), or with --epoch N mark one of its
     epochs keeper or reject."""
-    from orchestrator.errors import InputError
-
-    if epoch is None and not value.strip().isdigit():
-        raise InputError(f"rating {value!r} is not a whole number",
-                         "rate a run 1 to 5, or mark an epoch with --epoch N keeper|reject")
     with state.store() as store:
         if epoch is None:
-            record = store.rate_run(run_ref, int(value), author=author)
+            record = store.rate_run(run_ref, value, author=author)
             line = f"{record.run_id}: rated {record.score} by {record.author}"
         else:
             record = store.mark_epoch(run_ref, epoch, value, author=author)

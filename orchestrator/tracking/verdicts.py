@@ -48,11 +48,13 @@ def default_author() -> str:
 class VerdictRepository(SessionScope):
     """Ratings, epoch marks, notes and tags of runs."""
 
-    def rate_run(self, run_ref: str, score: int, *, author: str | None = None) -> RatingRecord:
-        """Rate a run 1-5; every rating is kept and the latest one counts."""
-        if isinstance(score, bool) or not isinstance(score, int) or not RATING_MIN <= score <= RATING_MAX:
-            raise InputError(f"rating {score!r} is out of range",
-                             f"a rating is a whole number from {RATING_MIN} to {RATING_MAX}")
+    def rate_run(self, run_ref: str, score: int | str, *, author: str | None = None) -> RatingRecord:
+        """Rate a run 1-5 (a number, or its digits as typed into a form); every rating is kept and the latest one
+        counts."""
+        rating_hint = f"a rating is a whole number from {RATING_MIN} to {RATING_MAX}"
+        score = _whole_number(score, "rating", rating_hint)
+        if not RATING_MIN <= score <= RATING_MAX:
+            raise InputError(f"rating {score} is out of range", rating_hint)
         who = _checked_author(author)
         with self._session() as session:
             row = RunRating(run_id=find_run(session, run_ref).id, score=score, author=who, created_at=utcnow())
@@ -60,9 +62,11 @@ class VerdictRepository(SessionScope):
             session.flush()
             return _rating(row)
 
-    def mark_epoch(self, run_ref: str, epoch: int, mark: str, *, author: str | None = None) -> EpochMarkRecord:
+    def mark_epoch(self, run_ref: str, epoch: int | str, mark: str, *, author: str | None = None
+                   ) -> EpochMarkRecord:
         """Mark one epoch of a run keeper or reject (replacing an earlier mark). The epoch must exist: the run has a
         checkpoint or scores for it."""
+        epoch = _whole_number(epoch, "epoch", "an epoch is a whole number, e.g. 3")
         if mark not in EPOCH_MARKS:
             raise InputError(f"unknown epoch mark {mark!r}", f"use one of {', '.join(EPOCH_MARKS)}")
         who = _checked_author(author)
@@ -126,6 +130,15 @@ def checked_tag(tag: str) -> str:
     if len(name) > TAG_MAX:
         raise InputError(f"tag {name[:20]!r}… is {len(name)} characters long", f"a tag has at most {TAG_MAX}")
     return name
+
+
+def _whole_number(value: int | str, what: str, hint: str) -> int:
+    # Forms hand over text; a bool is an int to Python but never a rating or an epoch.
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InputError(f"{what} {value!r} is not a whole number", hint)
 
 
 def _checked_author(author: str | None) -> str:
