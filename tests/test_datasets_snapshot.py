@@ -294,9 +294,24 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfil
     return info, None
 
 
-@pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink", "hardlink", "device", "extra", "tampered",
-                                  "missing", "unsafe-manifest", "wrong-id"])
-def test_extract_refuses_unsafe_or_tampered_archives(tmp_path: Path, case: str):
+# Each case names the guard that must refuse it: a case refused by some later check instead would pass
+# even with its own guard deleted.
+REFUSALS = [
+    ("dotdot", "member '../evil.txt' has an unsafe path"),
+    ("absolute", "evil.txt' has an unsafe path"),
+    ("symlink", "member '1_x/a.png' is a link, not a regular file"),
+    ("hardlink", "member '1_x/a.png' is a link, not a regular file"),
+    ("device", "member '1_x/a.png' is a device or FIFO, not a regular file"),
+    ("extra", "member '1_x/b.png' is not in the manifest"),
+    ("tampered", "1_x/a.png hashes to .*, the manifest says"),
+    ("missing", "1 file.s. of the manifest are missing, e.g. 1_x/a.txt"),
+    ("unsafe-manifest", "the manifest lists an unsafe path '../outside.txt'"),
+    ("wrong-id", "the manifest does not hash to snapshot 000000000000"),
+]
+
+
+@pytest.mark.parametrize(("case", "refusal"), REFUSALS, ids=[case for case, _ in REFUSALS])
+def test_extract_refuses_unsafe_or_tampered_archives(tmp_path: Path, case: str, refusal: str):
     good = {"1_x/a.png": b"image", "1_x/a.txt": b"caption"}
     manifest = _manifest(good)
     members = [_file("manifest.json", manifest), *(_file(p, d) for p, d in good.items())]
@@ -324,7 +339,7 @@ def test_extract_refuses_unsafe_or_tampered_archives(tmp_path: Path, case: str):
     dest = tmp_path / "dest"
     dest.mkdir()
     snapshot_id = "0" * 64 if case == "wrong-id" else hashlib.sha256(manifest).hexdigest()
-    with pytest.raises(ArchiveError):
+    with pytest.raises(ArchiveError, match=refusal):
         extract_archive(archive, dest, snapshot_id)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "outside.txt").exists()
     assert not any(p.is_symlink() for p in dest.rglob("*"))
