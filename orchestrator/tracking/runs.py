@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -158,9 +158,11 @@ class RunRepository(SessionScope):
             session.execute(sa.update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
             return session.scalar(sa.select(Run.status).where(Run.id == run_id))
 
-    def mark_lost(self, heartbeat_timeout: timedelta) -> list[str]:
-        """Mark running runs whose last heartbeat is older than the timeout as lost; returns their ids."""
-        cutoff = utcnow() - heartbeat_timeout
+    def mark_lost(self, heartbeat_timeout: timedelta, *, now: datetime | None = None) -> list[str]:
+        """Mark running runs whose last heartbeat is older than the timeout as lost; returns their ids.
+
+        ``now``: the time to judge by (tests pass a later one instead of waiting)."""
+        cutoff = (now or utcnow()) - heartbeat_timeout
         with self._session() as session:
             stale = session.scalars(
                 sa.select(Run.id).where(Run.status == "running", Run.heartbeat_at < cutoff)
