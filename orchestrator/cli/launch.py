@@ -13,6 +13,10 @@ sd_scripts_option = click.option(
     "--sd-scripts", "sd_scripts", metavar="PATH", envvar="SD_SCRIPTS_DIR",
     help="sd-scripts checkout (env SD_SCRIPTS_DIR). Its Python: env SD_SCRIPTS_PYTHON, a venv inside it, or ours.",
 )
+allow_commit_drift_option = click.option(
+    "--allow-commit-drift", is_flag=True,
+    help="Run even if sd-scripts is at another commit than expected (a reproduction: the parent's; else the spec's, "
+         "by default the pinned one) or at an unknown one; the run records the commit found (unknown stays unknown).")
 store_option = click.option("--store", "store_uri", metavar="URI", envvar="ORCHESTRATOR_STORE",
                             help="Artifact store (default: the per-user local store).")
 
@@ -61,6 +65,8 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
     from orchestrator.launch import execute  # here for start-up speed
 
     click.echo(f"run {prepared.run.id} ({prepared.run.name}): work dir {prepared.work_dir}", err=True)
+    if prepared.commit_drift:
+        click.echo(f"warning: {prepared.commit_drift}", err=True)
     with LiveProgress(quiet=as_json or not sys.stderr.isatty()) as live:
         outcome = execute(store, artifacts, prepared, on_event=live)
     run = store.get_run(prepared.run.id)
@@ -88,6 +94,7 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @store_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path),
               help="Where run work directories go (default: <data dir>/runs).")
+@allow_commit_drift_option
 @click.option("--on", "on", default="local", show_default=True, metavar="local|queue[:NAME]|ssh://USER@HOST[:PORT]",
               help="local: run it here now. queue: record it as queued (dataset stored first) for "
                    "`orchestrator worker` on a machine that reaches the same database and store. ssh://: queue it "
@@ -109,8 +116,9 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @json_option
 @pass_state
 def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str | None, work_root: Path | None,
-           on: str, ssh_options: tuple[str, ...], remote_orchestrator: str, remote_sd_scripts: str | None,
-           wait: bool, gpu_type: str, image: str, cloud_type: str, disk_gb: int, as_json: bool) -> None:
+           allow_commit_drift: bool, on: str, ssh_options: tuple[str, ...], remote_orchestrator: str,
+           remote_sd_scripts: str | None, wait: bool, gpu_type: str, image: str, cloud_type: str, disk_gb: int,
+           as_json: bool) -> None:
     """Record and run SPEC: snapshot, validate, render, train, register checkpoints."""
     from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.errors import InputError
@@ -125,6 +133,9 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
     elif target not in ("local", "queue", "runpod"):
         raise InputError(f"--on {on!r} is not a known launcher",
                          "use local, queue[:NAME], ssh://USER@HOST[:PORT] or runpod")
+    if allow_commit_drift and target != "local":
+        raise InputError("--allow-commit-drift applies to a local launch; a worker checks its own sd-scripts",
+                         "pass --allow-commit-drift to `orchestrator worker` where the run trains")
     if target == "runpod":
         import os
 
@@ -164,7 +175,8 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
                 click.echo(f"{run.id}  queued{f' on {queue_name}' if queue_name else ''}: start "
                            f"`orchestrator worker --run-id {run.id}` where the GPU is")
             return
-        prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, work_root=work_root)
+        prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, work_root=work_root,
+                               allow_commit_drift=allow_commit_drift)
         _run_and_report(state, store, artifacts, prepared, as_json)
 
 
@@ -202,7 +214,7 @@ def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options,
 @click.argument("run_ref", metavar="RUN_ID")
 @sd_scripts_option
 @store_option
-@click.option("--allow-commit-drift", is_flag=True, help="Run even if sd-scripts is at another commit.")
+@allow_commit_drift_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path))
 @json_option
 @pass_state
@@ -239,7 +251,7 @@ def import_lora_command(state: State, file: Path, store_uri: str | None, as_json
         return
     how = {"sha256": "already recorded (same file)", "session_id": "linked by its training session",
            "orphan": "no recorded run made it: recorded as an orphan run"}[result.linked_by]
-    click.echo(f"{file.name}: run {result.run_id}, {how}")
+    click.echo(f"{file.name}: run {result.run_id} ({result.run_name}), {how}")
     for key in ("ss_output_name", "ss_seed", "ss_epoch", "ss_network_dim", "ss_network_alpha", "ss_sd_model_name"):
         if key in result.metadata:
             click.echo(f"  {key} = {result.metadata[key]}")
@@ -276,11 +288,12 @@ def testmodel_build(dest: Path, seed: int, dtype: str, device: str, force: bool,
 @sd_scripts_option
 @store_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path))
+@allow_commit_drift_option
 @click.option("--terminate-pod", is_flag=True, help="Inside a RunPod pod: when done, record the cost and terminate "
               "this pod ($RUNPOD_POD_ID, $RUNPOD_API_KEY); the worker image's entrypoint passes it.")
 @pass_state
 def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_scripts: str | None,
-           store_uri: str | None, work_root: Path | None, terminate_pod: bool) -> None:
+           store_uri: str | None, work_root: Path | None, allow_commit_drift: bool, terminate_pod: bool) -> None:
     """Claim a queued run (exactly one worker gets it), train it here, record everything; exit 1 on failure."""
     import socket
 
@@ -308,7 +321,7 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                 click.echo(f"claimed {claimed.id} ({claimed.name}, attempt {claimed.attempt})", err=True)
                 with LiveProgress(quiet=not sys.stderr.isatty()) as live:
                     outcome = run_claimed(store, artifacts, claimed, sd_scripts=sd_scripts, work_root=work_root,
-                                          on_event=live)
+                                          allow_commit_drift=allow_commit_drift, on_event=live)
                 click.echo(f"run {claimed.id}: {outcome.status} in {outcome.wall_seconds:.1f} s")
                 failures += outcome.status != "succeeded"
                 if not loop or run_id:

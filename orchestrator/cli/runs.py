@@ -104,22 +104,51 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def verify_repro(state: State, run_ref: str, as_json: bool) -> None:
-    """Compare a reproduction with its parent: rendered files, provenance and final checkpoint metadata."""
-    from orchestrator.provenance import compare_with_parent  # here for start-up speed
+    """Compare a reproduction with its parent: inputs (rendered files, provenance, final checkpoint metadata), then
+    the outcome (per-epoch loss and scores, weight cosine per LoRA module) within named tolerances. Exit 0 only for
+    "same inputs, outcome within tolerance"."""
+    from orchestrator.provenance import TOLERANCES, WEIGHT_MEAN_COSINE, WEIGHT_MIN_COSINE, verify_reproduction
 
     with state.store() as store:
-        parent, child, rows = compare_with_parent(store, run_ref)
-    mismatches = [r for r in rows if r.verdict in ("mismatch", "missing")]
+        report = verify_reproduction(store, run_ref)
     if as_json:
-        echo_json({"parent": parent.id, "run": child.id, "fields": [r.to_dict() for r in rows],
-                   "matches": not mismatches})
+        echo_json(report.to_dict())
     else:
+        parent, child = report.parent, report.child
         echo_table(["field", "verdict", "parent", "reproduction"],
-                   [[r.field, r.verdict, r.parent, r.child] for r in rows],
-                   title=f"{child.id} vs parent {parent.id}")
-        click.echo("reproduction matches" if not mismatches else f"{len(mismatches)} field(s) differ")
-    if mismatches:
+                   [[r.field, r.verdict, r.parent, r.child] for r in report.fields],
+                   title=f"inputs: {child.id} vs parent {parent.id}")
+        for row in report.fields:
+            if row.note and row.verdict != "match":
+                click.echo(f"{row.field}: {row.note}")
+        if report.outcome:
+            echo_table(["metric", "epoch", "parent", "reproduction", "difference", "verdict"],
+                       [[r.metric, r.epoch, r.parent, r.child, r.difference, r.verdict] for r in report.outcome],
+                       title="outcome")
+            click.echo("tolerance: |difference| <= relative x the larger + absolute: "
+                       + ", ".join(f"{k} {t.relative:g} x + {t.absolute:g}" for k, t in TOLERANCES.items()))
+        weights = report.weights
+        if weights:
+            click.echo(f"weights of the final checkpoints: {weights.module_count} modules, cosine min "
+                       f"{_number(weights.min_cosine)}, mean {_number(weights.mean_cosine)} (tolerance: min >= "
+                       f"{WEIGHT_MIN_COSINE}, mean >= {WEIGHT_MEAN_COSINE}): {weights.verdict}")
+            if weights.verdict != "within":
+                for module, cosine in weights.least_alike:
+                    click.echo(f"  {cosine:.6f}  {module}")
+                for label, names in (("only in the parent", weights.only_in_parent),
+                                     ("only in the reproduction", weights.only_in_child),
+                                     ("shapes differ", weights.shape_differs)):
+                    if names:
+                        click.echo(f"  {label}: {len(names)} module(s), e.g. {names[0]}")
+        if report.flagged:
+            click.echo(f"flagged (not counted as a match): {', '.join(report.flagged)}")
+        click.echo(report.verdict)
+    if not report.matches:
         sys.exit(1)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
 
 
 @runs.command("cancel")
