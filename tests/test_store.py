@@ -33,7 +33,7 @@ def test_illegal_transition_is_refused_and_changes_nothing(store):
 
 
 def test_unknown_status_is_refused(store):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="unknown run status 'finished'"):
         store.create_run(NewRun(name="x", status="finished"))
 
 
@@ -197,7 +197,7 @@ def test_prompt_suite_recorded_once_and_changes_refused(store):
 def test_view_filters_reject_unknown_columns(store):
     with pytest.raises(InputError, match="no column"):
         store.query_view("training_summary", filters={"nope": 1})
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="no view 'no_such_view'"):
         store.query_view("no_such_view")
 
 
