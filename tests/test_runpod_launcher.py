@@ -132,14 +132,25 @@ def _queued(store):
     return store.create_run(NewRun(name="rp", status="queued", remote_kind="runpod", executor="runpod"))
 
 
+def _claim(store, worker: str, run_id: str):
+    """Claim the run as a worker does, again while it finds it locked: the claim skips a row that another
+    transaction holds (SKIP LOCKED on PostgreSQL), such as the launcher's own update of the run."""
+    deadline = time.monotonic() + 30
+    while (claimed := store.claim_run(worker, run_id=run_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return claimed
+
+
 def _worker_in_pod(store, outcome="succeeded", delay=0.2, clock=None, trains_for=timedelta(0)):
     """What the image's entrypoint does with the database: claim the run named in the pod's env, then end it
     (``trains_for`` later on ``clock``)."""
     def on_create(pod_id, env):
         def work():
             time.sleep(delay)
-            claimed = store.claim_run(f"{pod_id}:1", run_id=env["ORCHESTRATOR_RUN_ID"])
-            assert claimed is not None
+            claimed = _claim(store, f"{pod_id}:1", env["ORCHESTRATOR_RUN_ID"])
+            if claimed is None:  # end the run, or the launcher would follow it for ever
+                store.set_status(env["ORCHESTRATOR_RUN_ID"], "failed", error_summary="the stand-in could not claim it")
+                return
             time.sleep(delay)
             if clock:
                 clock.now += trains_for
