@@ -144,7 +144,9 @@ def prepare_run(
     _check_caption_version(store, spec, snapshot.caption_version_id)
     layout = _layout_from_snapshot(store, snapshot.id)
     run_id = claimed.id if claimed else new_run_id()
-    work_dir = (work_root or runs_root()) / run_id
+    # a requeued run's new attempt gets a fresh folder: the last one's may still be there (same machine)
+    attempt = claimed.attempt if claimed else 1
+    work_dir = (work_root or runs_root()) / (run_id if attempt <= 1 else f"{run_id}-attempt{attempt}")
     tokenizer_dir = tokenizer_cache_dir or default_tokenizer_cache()
     write_sd_scripts_tokenizer_cache(tokenizer_dir)
     context = RenderContext(sd_scripts_dir=str(sd.path), work_dir=str(work_dir), python=sd.python,
@@ -361,9 +363,16 @@ def _queued_with(store: TrackingStore, resolved: RunSpec, snapshot, queue: str |
 
 def run_claimed(store: TrackingStore, artifacts: ArtifactStore, claimed: RunRecord, *, sd_scripts: str | None = None,
                 work_root: Path | None = None, allow_commit_drift: bool = False,
-                on_event: Callable[[TrainerEvent], None] | None = None) -> RunOutcome:
-    """A worker's side: complete the claimed run's record with this machine's rendering, then train."""
+                on_event: Callable[[TrainerEvent], None] | None = None, launched_by: str | None = None) -> RunOutcome:
+    """A worker's side: complete the claimed run's record with this machine's rendering, then train.
+
+    ``launched_by``: the launcher that started this worker ("ssh"), so a missing sd-scripts or Python is
+    reported with that launch's options."""
     try:
+        if launched_by:
+            from orchestrator.executors.remote import check_worker_setup
+
+            check_worker_setup(sd_scripts, launched_by=launched_by)
         spec = RunSpec.from_dict(claimed.spec or {})
         prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, snapshot_id=claimed.dataset_snapshot_id,
                                work_root=work_root, claimed=claimed, allow_commit_drift=allow_commit_drift)
