@@ -311,10 +311,17 @@ def test_too_many_errors_give_one_line_naming_the_store(standin, tmp_path):
 
 
 def test_timeouts_are_retried(standin, tmp_path):
-    standin.stall_next(1, 1.0, method="GET")
-    store = SupabaseStore(f"supabase://{BUCKET}", timeout=0.3)
+    """The first lookup is held back three times the timeout; the timeout is a whole second so that no answer of
+    a busy loopback server times out by chance, and the pause before the retry is an injected one."""
+    from test_artifacts_support import FakeClock
+
+    standin.stall_next(1, 3.0, method="GET")
+    clock, lines = FakeClock(), []
+    store = SupabaseStore(f"supabase://{BUCKET}", timeout=1.0,
+                          retry=RetryPolicy(clock=clock, sleep=clock.sleep, notify=lines.append))
     store.put_file(_file(tmp_path / "a", 100))
     assert len(standin.calls("GET", "/object/info/")) == 2
+    assert len(lines) == len(clock.sleeps) == 1 and "the server did not answer (ReadTimeout)" in lines[0]
 
 
 def test_dropped_download_resumes_with_a_range_request(standin, tmp_path):

@@ -51,7 +51,7 @@ def test_captions_in_the_users_style():
     assert kinds == {"lady", "lad"}
     assert any(portrait(i).sunglasses for i in range(24)) and any(portrait(i).earring for i in range(24))
     assert any(portrait(i).cap for i in range(24))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="unknown caption style 'fancy'"):
         caption(lad, "fancy")
 
 

@@ -70,8 +70,8 @@ def test_the_pins_agree_with_the_test_extras():
     pyproject = (REPO / "pyproject.toml").read_text()
     for name in ("transformers", "tokenizers", "huggingface_hub", "diffusers"):
         match = re.search(rf'"{name}==([^"]+)"', pyproject)
-        if match:
-            assert match.group(1) == PINS[name], name
+        assert match, f"{name} is not pinned in pyproject.toml's extras"
+        assert match.group(1) == PINS[name], name
 
 
 def test_the_baked_tokenizer_cache_is_where_launch_looks(monkeypatch):

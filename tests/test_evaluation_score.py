@@ -174,7 +174,7 @@ def test_contact_sheet_layout():
     cells = [SheetCell(e, p, punk(4, e), 4.0) for e in (2, 1) for p in ("a", "b", "c")]
     sheet = contact_sheet(cells, tile=64)
     assert sheet.size == (72 + 3 * (2 * 64 + 8 + 8) + 8, 24 + 2 * (64 + 16 + 8) + 8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no images for a contact sheet"):
         contact_sheet([])
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import os
+import re
+import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +21,7 @@ from orchestrator.kohya.settings import ORCHESTRATOR_KEYS, SECRET_KEYS, resolve_
 from orchestrator.kohya.validate import RuleInput, check_arguments, check_value, validate_run
 from orchestrator.spec import RunSpec
 
+SD_SCRIPTS = os.environ.get("SD_SCRIPTS_DIR")
 BASE_ARGS = {"network_module": "networks.lora", "network_dim": 8, "resolution": "512,512", "max_train_epochs": 1,
              "caption_extension": ".txt"}
 
@@ -482,9 +488,63 @@ def test_output_dir_and_logging_dir_rules_with_what_the_orchestrator_sets_remove
                                                  "directory))")]
 
 
+# A rule either mirrors a check of sd-scripts and names the code it mirrors (``train_util.verify_training_args``,
+# ``NetworkTrainer.train``), or it says that sd-scripts has no such check.
+NOT_SD_SCRIPTS = re.compile(r"Not an sd-scripts check|sd-scripts does not check")
+DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+
+
+def _cited_names(doc: str) -> list[str]:
+    """The dotted names in a docstring's ``code`` spans (a name wrapped onto the next line joined again)."""
+    spans = [re.sub(r"\n\s*", "", span) for span in re.findall(r"``(.+?)``", doc, re.DOTALL)]
+    return [name for span in spans for name in DOTTED.findall(span)]
+
+
+def _sd_scripts_definitions(root: Path) -> dict[str, set[str]]:
+    """module or class name -> the names defined in it, over sd-scripts' top-level scripts and library/."""
+    defined: dict[str, set[str]] = {}
+    for path in [*root.glob("*.py"), *(root / "library").glob("*.py")]:
+        with warnings.catch_warnings():  # sd-scripts' own invalid escape sequences are not ours to report
+            warnings.simplefilter("ignore")
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = defined.setdefault(path.stem, set())
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                top.add(node.name)
+            if isinstance(node, ast.ClassDef):
+                defined.setdefault(node.name, set()).update(
+                    n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return defined
+
+
+def _resolves(name: str, defined: dict[str, set[str]]) -> bool | None:
+    """True when each part of ``name`` is defined in the one before it; None when it is not sd-scripts' name."""
+    head, *parts = name.split(".")
+    if head not in defined:
+        return None
+    scope = head
+    for part in parts:
+        if part not in defined.get(scope, set()):
+            return False
+        scope = part
+    return True
+
+
 def test_every_rule_has_a_docstring_citing_its_source():
     for check in validate_module.RULES:
-        assert check.__doc__ and len(check.__doc__) > 40, check.__name__
+        doc = check.__doc__ or ""
+        assert _cited_names(doc) or NOT_SD_SCRIPTS.search(doc), f"{check.__name__} cites no sd-scripts code"
+
+
+@pytest.mark.skipif(not SD_SCRIPTS or not (Path(SD_SCRIPTS) / "train_network.py").is_file(),
+                    reason="SD_SCRIPTS_DIR is not set (an sd-scripts checkout; see tools/README-sd-scripts-cpu.md)")
+def test_the_sd_scripts_code_each_rule_cites_exists():
+    defined = _sd_scripts_definitions(Path(SD_SCRIPTS or ""))
+    for check in validate_module.RULES:
+        doc = check.__doc__ or ""
+        resolved = {name: _resolves(name, defined) for name in _cited_names(doc)}
+        assert [name for name, ok in resolved.items() if ok is False] == [], check.__name__
+        assert True in resolved.values() or NOT_SD_SCRIPTS.search(doc), f"{check.__name__} cites no sd-scripts code"
 
 
 @pytest.mark.parametrize(("config", "expected"), [

@@ -45,8 +45,11 @@ def problems_of(data, source="spec.toml"):
                          ids=lambda p: p.name)
 def test_fixture_and_example_specs_load_or_fail_as_intended(path):
     if path.name == "unknown_keys.toml":
-        with pytest.raises(SpecError):
+        with pytest.raises(SpecError) as info:
             load_spec(path)
+        # each typo reported with its key path and a suggestion, as the fixture's comment says
+        assert [p.one_line().split(": ", 1)[1] for p in info.value.problems] == [
+            "sead: unknown key (did you mean seed?)", "base_model.sha: unknown key (did you mean sha256?)"]
         return
     spec = load_spec(path)
     assert spec.spec_version == SPEC_VERSION
@@ -118,7 +121,7 @@ def test_sd_scripts_commit_defaults_to_the_pinned_one():
 
 
 def test_missing_file_and_bad_toml(tmp_path):
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="nope.toml does not exist"):
         load_spec(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("spec_version = = 1\n", encoding="utf-8")
