@@ -424,16 +424,10 @@ def _queued_with(store: TrackingStore, resolved: RunSpec, snapshot, queue: str |
 
 def run_claimed(store: TrackingStore, artifacts: ArtifactStore, claimed: RunRecord, *, sd_scripts: str | None = None,
                 work_root: Path | None = None, allow_commit_drift: bool = False,
-                on_event: Callable[[TrainerEvent], None] | None = None, launched_by: str | None = None) -> RunOutcome:
-    """A worker's side: complete the claimed run's record with this machine's rendering, then train.
-
-    ``launched_by``: the launcher that started this worker ("ssh"), so a missing sd-scripts or Python is
-    reported with that launch's options."""
+                on_event: Callable[[TrainerEvent], None] | None = None) -> RunOutcome:
+    """A worker's side: complete the claimed run's record with this machine's rendering, then train (the worker
+    checked this machine's sd-scripts and its Python before claiming: ``executors.remote.check_worker_setup``)."""
     try:
-        if launched_by:
-            from orchestrator.executors.remote import check_worker_setup
-
-            check_worker_setup(sd_scripts, launched_by=launched_by)
         spec = RunSpec.from_dict(claimed.spec or {})
         prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, snapshot_id=claimed.dataset_snapshot_id,
                                work_root=work_root, claimed=claimed, allow_commit_drift=allow_commit_drift)

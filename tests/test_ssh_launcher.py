@@ -411,12 +411,15 @@ def test_a_worker_started_over_ssh_names_the_launch_options_in_its_hints(tmp_pat
     queued = CliRunner().invoke(cli, ["--database", db, "launch", str(SPEC), "--on", "queue", "--store", store_uri,
                                       "--json"])
     run_id = json.loads(queued.output)["id"]
-    failed = CliRunner().invoke(cli, ["--database", db, "worker", "--run-id", run_id, "--store", store_uri,
-                                      "--launched-by", "ssh"])
-    assert failed.exit_code == 1
+    refused = CliRunner().invoke(cli, ["--database", db, "worker", "--run-id", run_id, "--store", store_uri,
+                                       "--launched-by", "ssh"])
+    assert refused.exit_code == 1  # checked before claiming: the run stays queued, its event says why
+    assert "--remote-sd-scripts PATH" in refused.stderr and "SD_SCRIPTS_DIR" not in refused.stderr
     shown = json.loads(CliRunner().invoke(cli, ["--database", db, "runs", "show", run_id, "--json"]).output)
-    assert shown["status"] == "failed" and "sd-scripts is not configured" in shown["error_summary"]
-    assert "--remote-sd-scripts PATH" in shown["error_summary"] and "SD_SCRIPTS_DIR" not in shown["error_summary"]
+    assert shown["status"] == "queued" and shown["worker"] is None
+    said = [e["message"] for e in shown["events"] if "did not claim it" in (e["message"] or "")]
+    assert len(said) == 1 and "sd-scripts is not configured" in said[0] and "--remote-sd-scripts PATH" in said[0]
+    assert "SD_SCRIPTS_DIR" not in said[0]
     checked = CliRunner().invoke(cli, ["worker", "--check", "--json", "--launched-by", "ssh"])
     answer = json.loads(checked.output)
     assert checked.exit_code != 0 and answer["ok"] is False and "--remote-sd-scripts" in answer["hint"]

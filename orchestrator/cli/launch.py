@@ -318,8 +318,8 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
     from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.errors import ConfigError
     from orchestrator.executors.liveness import mark_stale_runs_lost
+    from orchestrator.executors.remote import check_worker_setup
     from orchestrator.launch import run_claimed
-    from orchestrator.sd_scripts import locate
 
     name = f"{socket.gethostname()}:{__import__('os').getpid()}"
     failures = 0
@@ -330,8 +330,9 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                 run_id = store.get_run(run_id).id
                 handled = [run_id]
             # before anything is claimed: a worker that cannot train would take a queued run only to fail it
+            # (sd-scripts and its Python; started over SSH, the hints name the launch's options)
             try:
-                sd_scripts = str(locate(sd_scripts).path)
+                sd_scripts = check_worker_setup(sd_scripts, launched_by=launched_by)["sd_scripts"]
             except ConfigError as error:
                 if run_id:  # a run meant for this worker (ssh, RunPod): say on it why it is still queued
                     store.record_event(run_id, "log", message=f"worker {name} did not claim it: {error.one_line()}")
@@ -357,8 +358,7 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                 click.echo(f"claimed {claimed.id} ({claimed.name}, attempt {claimed.attempt})", err=True)
                 with LiveProgress(quiet=not sys.stderr.isatty()) as live:
                     outcome = run_claimed(store, artifacts, claimed, sd_scripts=sd_scripts, work_root=work_root,
-                                          allow_commit_drift=allow_commit_drift, on_event=live,
-                                          launched_by=launched_by)
+                                          allow_commit_drift=allow_commit_drift, on_event=live)
                 click.echo(f"run {claimed.id}: {outcome.status} in {outcome.wall_seconds:.1f} s")
                 failures += outcome.status != "succeeded"
                 if not loop or run_id:
