@@ -26,9 +26,13 @@ demo: install
 
 # The pinned sd-scripts (from ../shared/vendor), a CPU venv for it and the test model, built once outside the repo;
 # an explicit SD_SCRIPTS_DIR wins.
+# The whole suite is held to a coverage floor (tools/coverage_floor.py: 90% of the package, 80% of each launch module);
+# a run of a subset (PYTEST_ARGS) is not.
 test: install-test postgres
-	@sd_env=$$( [ -n "$${SD_SCRIPTS_DIR:-}" ] || bash tools/ensure-sd-scripts.sh ) || exit 1; \
-	env $$sd_env $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@sd_env=$$( [ -n "$${SD_SCRIPTS_DIR:-}" ] || bash tools/ensure-sd-scripts.sh ) || exit 1; mkdir -p .work; \
+	env $$sd_env $(BIN)/python -m pytest -q --cov=orchestrator --cov-report=json:.work/coverage.json \
+		--cov-report=term:skip-covered $(PYTEST_ARGS) && \
+	{ [ -n "$(PYTEST_ARGS)" ] || $(BIN)/python tools/coverage_floor.py .work/coverage.json; }
 
 bench: install-test postgres
 	$(BIN)/python bench/bench_views.py

@@ -144,7 +144,7 @@ def test_plan_of_a_shipped_example_spec(installed):
     checkout = subprocess.run(
         [str(Path(sys.executable).parent / "orchestrator"), "plan",
          str(REPO / "kohya_configs" / "specs" / "example_plain.toml"), "--json"],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120, env=installed.env)  # the same environment: no SD_SCRIPTS_DIR
     assert checkout.returncode == 0, checkout.stderr
     expected = json.loads(checkout.stdout)
     assert plan["ok"] and plan["preset"] == "sd15_caption_fix"
