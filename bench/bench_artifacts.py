@@ -14,7 +14,11 @@ Baselines (same machine, same server, same file):
                server (a real HTTP S3 server, the one the tests run as ThreadedMotoServer) on 127.0.0.1.
 - supabase://  raw ``requests`` PUT of the whole file and a streamed GET, against the Supabase Storage STAND-IN on
                127.0.0.1 (tests/standins/supabase_storage.py) -- a local imitation of the real server, not Supabase:
-               it measures this client's overhead, not Supabase's network.
+               it measures this client's overhead, not Supabase's network. ``--supabase-real`` runs it against
+               the real Supabase Storage server instead (v1.22.10 built and started as the tests do, behind the
+               same /storage/v1 gateway: tests/services/supabase_storage.py); ``--supabase-from-env`` against the
+               server SUPABASE_URL names. A real server takes one-request uploads only up to its standard-upload
+               limit (50 MB on the Free plan): over it, the single-PUT baseline is skipped, and the run says so.
 
 Both servers run in processes of their own, as real servers would (in-process they would share the client's GIL).
 
@@ -210,12 +214,39 @@ def _from_env() -> Iterator[dict[str, str]]:
            "service_key": os.environ.get("SUPABASE_SERVICE_ROLE_KEY") or os.environ["SUPABASE_KEY"]}
 
 
-def bench_supabase(rows: Rows, sources: dict[int, Path], work: Path, repeat: int, from_env: bool = False) -> None:
+class StandardUploadRefused(Exception):
+    """The server answered a one-request upload with 413 (over its standard-upload limit)."""
+
+
+def _too_large(response) -> str | None:
+    """The 413 of a one-request upload, as "413 error: message", whether as an HTTP status or (the real server's
+    way) as statusCode in the JSON body of a 400; None for any other answer."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    status = str(body.get("statusCode", response.status_code)) if isinstance(body, dict) else str(response.status_code)
+    if response.status_code != 413 and status != "413":
+        return None
+    return f"413 {body.get('error', '')}: {body.get('message', '')}".replace(" :", ":")
+
+
+@contextmanager
+def real_server() -> Iterator[dict[str, str]]:
+    from services.supabase_storage import SupabaseStorageServer
+
+    pg_url = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    with SupabaseStorageServer(pg_url) as server:
+        yield {"url": server.url, "storage_url": server.storage_url, "service_key": server.service_key}
+
+
+def bench_supabase(rows: Rows, sources: dict[int, Path], work: Path, repeat: int, from_env: bool = False,
+                   real: bool = False) -> None:
     import requests
 
     from orchestrator.artifacts.supabase_store import SupabaseStore
 
-    with standin_server() if not from_env else _from_env() as server:
+    with _from_env() if from_env else real_server() if real else standin_server() as server:
         if not from_env:
             os.environ["SUPABASE_URL"] = server["url"]
             os.environ["SUPABASE_SERVICE_ROLE_KEY"] = server["service_key"]
@@ -230,6 +261,9 @@ def bench_supabase(rows: Rows, sources: dict[int, Path], work: Path, repeat: int
             with open(source, "rb") as body:
                 response = session.post(raw_url, data=body, headers={**auth, "x-upsert": "true",
                                                                      "Content-Type": "application/octet-stream"})
+            refused = _too_large(response)
+            if refused:
+                raise StandardUploadRefused(refused)
             response.raise_for_status()
 
         def raw_tus(source: Path) -> None:
@@ -247,8 +281,8 @@ def bench_supabase(rows: Rows, sources: dict[int, Path], work: Path, repeat: int
                         **tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
                     offset = int(response.headers["Upload-Offset"])
 
-        def raw_get(target: Path) -> None:
-            with session.get(raw_url, headers=auth, stream=True) as response, open(target, "wb") as out:
+        def raw_get(target: Path, url: str) -> None:
+            with session.get(url, headers=auth, stream=True) as response, open(target, "wb") as out:
                 response.raise_for_status()
                 for chunk in response.iter_content(MB):
                     out.write(chunk)
@@ -256,17 +290,24 @@ def bench_supabase(rows: Rows, sources: dict[int, Path], work: Path, repeat: int
         for size_mb, source in sources.items():
             sha = hashlib.sha256(source.read_bytes()).hexdigest()
             target = work / "sb-copy.bin"
-            baseline_up = best_of(repeat, lambda: raw_put(source))
+            try:
+                baseline_up: float | None = best_of(repeat, lambda: raw_put(source))
+            except StandardUploadRefused as refused:  # the real server's 50 MB standard-upload limit
+                baseline_up = None
+                print(f"  supabase:// {size_mb:>4} MB  no one-request baseline at this size: the server refuses "
+                      f"it ({refused}); Supabase takes files this large only through TUS", flush=True)
             baseline_tus = best_of(repeat, lambda: raw_tus(source))
             ours_up = best_of(repeat, lambda: store.put_file(source), lambda: store.delete(sha))
             ours_up_known = best_of(repeat, lambda: store.put_file(source, sha256=sha), lambda: store.delete(sha))
             artifact = store.put_file(source)
-            baseline_down = best_of(repeat, lambda: raw_get(target), lambda: target.unlink(missing_ok=True))
+            fetched = raw_url if baseline_up is not None else raw_url.replace("/raw/lora", "/raw/tus")  # what is there
+            baseline_down = best_of(repeat, lambda: raw_get(target, fetched), lambda: target.unlink(missing_ok=True))
             ours_down = best_of(repeat, lambda: store.get_file(artifact.uri, target),
                                 lambda: target.unlink(missing_ok=True))
-            rows.add("supabase://", size_mb, "put", "requests PUT (one request)", baseline_up, ours_up)
-            rows.add("supabase://", size_mb, "put, sha known", "requests PUT (one request)", baseline_up,
-                     ours_up_known)
+            if baseline_up is not None:
+                rows.add("supabase://", size_mb, "put", "requests PUT (one request)", baseline_up, ours_up)
+                rows.add("supabase://", size_mb, "put, sha known", "requests PUT (one request)", baseline_up,
+                         ours_up_known)
             rows.add("supabase://", size_mb, "put", "requests TUS (6 MB PATCHes)", baseline_tus, ours_up)
             rows.add("supabase://", size_mb, "put", "sha256 + requests TUS", baseline_tus + hash_time(source), ours_up)
             rows.add("supabase://", size_mb, "put, sha known", "requests TUS (6 MB PATCHes)", baseline_tus,
@@ -284,6 +325,9 @@ def main() -> None:
     parser.add_argument("--supabase-from-env", action="store_true",
                         help="bench supabase:// on the server that SUPABASE_URL (or SUPABASE_STORAGE_URL) and "
                         "SUPABASE_SERVICE_ROLE_KEY name, instead of the stand-in (bucket 'bench')")
+    parser.add_argument("--supabase-real", action="store_true",
+                        help="bench supabase:// on the real Supabase Storage server, built and started locally as "
+                        "the tests do (needs Node 20, npm and the local PostgreSQL)")
     args = parser.parse_args()
     backends = args.backends.split(",")
     with tempfile.TemporaryDirectory(prefix="bench-artifacts-") as folder:
@@ -301,11 +345,13 @@ def main() -> None:
         if "s3" in backends:
             bench_s3(rows, sources, work, args.repeat)
         if "supabase" in backends:
-            bench_supabase(rows, sources, work, args.repeat, args.supabase_from_env)
+            bench_supabase(rows, sources, work, args.repeat, args.supabase_from_env, args.supabase_real)
         rows.table()
         if "supabase" in backends:
-            print("\nsupabase:// ran against " + ("the server named by the environment." if args.supabase_from_env else
-                  "the local stand-in server (tests/standins/supabase_storage.py), not Supabase."))
+            print("\nsupabase:// ran against " + (
+                "the server named by the environment." if args.supabase_from_env else
+                "the real Supabase Storage server v1.22.10, run locally (file backend)." if args.supabase_real else
+                "the local stand-in server (tests/standins/supabase_storage.py), not Supabase."))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,12 @@ The CLI prints ``Error: <message> (hint: <hint>)`` on one line and exits non-zer
 
 from __future__ import annotations
 
+import errno
+import os
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class OrchestratorError(Exception):
     """Base of every error the library raises on purpose."""
@@ -50,3 +56,35 @@ class AmbiguousIdError(OrchestratorError):
 
 class InputError(OrchestratorError):
     """A user-supplied file or value is malformed."""
+
+
+class DiskFullError(OrchestratorError):
+    """A write failed because the filesystem holding ``path`` is full (ENOSPC) or over quota (EDQUOT).
+
+    Every writer in the library writes to a temporary name and renames it into place, so what was recorded before
+    is intact: the hint says so.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], what: str = "writing") -> None:
+        self.path = str(path)
+        super().__init__(f"no space left on the device holding {self.path} ({what})",
+                         f"free space there (df -h {shlex.quote(self.path)}) and run the command again; nothing "
+                         "was half-written: the data recorded before is safe")
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS
+
+
+@contextmanager
+def disk_full_names(path: str | os.PathLike[str], what: str = "writing") -> Iterator[None]:
+    """Turn an ENOSPC/EDQUOT ``OSError`` raised inside the block into a :class:`DiskFullError` naming ``path``."""
+    try:
+        yield
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(path, what) from error

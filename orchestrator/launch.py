@@ -20,7 +20,7 @@ from orchestrator.artifacts.base import ArtifactStore
 from orchestrator.base_model import fingerprint
 from orchestrator.clip_tokenizer import write_sd_scripts_tokenizer_cache
 from orchestrator.config import data_dir
-from orchestrator.errors import ConfigError, InputError, OrchestratorError
+from orchestrator.errors import ConfigError, InputError, OrchestratorError, disk_full_names
 from orchestrator.executors.local import LocalTrainerRun, RunOutcome, TrainerCommand
 from orchestrator.kohya.plan import Plan, make_plan, write_plan
 from orchestrator.kohya.settings import resolve_settings
@@ -190,7 +190,8 @@ def prepare_run(
         from orchestrator.datasets.materialize import materialize_snapshot
 
         materialize_snapshot(snapshot.id, work_dir / "dataset", tracking=store, artifacts=artifacts)
-        write_plan(plan, work_dir)
+        with disk_full_names(work_dir, "writing the run's work directory"):
+            write_plan(plan, work_dir)
     except BaseException as error:
         shutil.rmtree(work_dir, ignore_errors=True)
         summary = error.one_line() if isinstance(error, OrchestratorError) else f"{type(error).__name__}: {error}"

@@ -1,7 +1,9 @@
 """Servers and stores for the artifact tests (imported by tests/test_artifacts_*.py).
 
 - S3: moto's ThreadedMotoServer, a real HTTP S3 server on 127.0.0.1 (one per test module), a fresh bucket per test.
-- Supabase: the Storage stand-in of tests/standins/supabase_storage.py on 127.0.0.1, reset for every test.
+- Supabase: the real Supabase Storage server (tests/services/supabase_storage.py, one per session, behind a
+  ``/storage/v1`` gateway) emptied for every test; the stand-in of tests/standins/supabase_storage.py only for the
+  faults the real server cannot be made to produce.
 Retries are made fast (milliseconds) so fault tests stay quick.
 """
 
@@ -63,9 +65,19 @@ def _standin_server() -> Iterator[SupabaseStorageStandIn]:
 
 
 @pytest.fixture
+def supabase(supabase_storage_server, monkeypatch: pytest.MonkeyPatch, _no_cloud_env: None):
+    """The real Supabase Storage server, emptied, with SUPABASE_URL (its gateway) and SUPABASE_SERVICE_ROLE_KEY set."""
+    supabase_storage_server.reset()
+    monkeypatch.setenv("SUPABASE_URL", supabase_storage_server.url)
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", supabase_storage_server.service_key)
+    return supabase_storage_server
+
+
+@pytest.fixture
 def standin(_standin_server: SupabaseStorageStandIn, monkeypatch: pytest.MonkeyPatch,
             _no_cloud_env: None) -> SupabaseStorageStandIn:
-    """The Supabase Storage stand-in, emptied, with SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY pointing at it."""
+    """The Supabase Storage stand-in (for injected faults only), emptied, with SUPABASE_URL and
+    SUPABASE_SERVICE_ROLE_KEY pointing at it."""
     _standin_server.reset()
     _standin_server.file_size_limit = 50 * MB
     monkeypatch.setenv("SUPABASE_URL", _standin_server.url)

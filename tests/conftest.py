@@ -131,6 +131,14 @@ def store(db_url: str):
         yield tracking_store
 
 
+@pytest.fixture(scope="session")
+def supabase_storage_server():
+    """The real Supabase Storage server behind a /storage/v1 gateway, one per session (tests/services/)."""
+    from services.supabase_storage import session_server
+
+    yield from session_server(PG_SERVER_URL)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the real per-user data directory or a database URL from the developer's environment."""

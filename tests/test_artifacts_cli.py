@@ -1,5 +1,5 @@
 """`orchestrator artifacts put|get|ls|url` through click's CliRunner, on file://, s3:// (moto) and supabase://
-(the stand-in): exact output, --json, one-line errors without secrets."""
+(the real Supabase Storage server): exact output, --json, one-line errors without secrets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from artifact_fixtures import _fast_retries, _no_cloud_env, _standin_server, moto_endpoint, s3_uri, standin  # noqa: F401
+from artifact_fixtures import _fast_retries, _no_cloud_env, moto_endpoint, s3_uri, supabase  # noqa: F401
 from click.testing import CliRunner
 
 from orchestrator.artifacts.base import object_key
@@ -35,7 +35,7 @@ def store_uri(request, tmp_path) -> str:
         return (tmp_path / "store").as_uri()
     if request.param == "s3":
         return request.getfixturevalue("s3_uri")
-    request.getfixturevalue("standin")
+    request.getfixturevalue("supabase")
     return "supabase://checkpoints/cli"
 
 
@@ -86,13 +86,13 @@ def test_default_store_comes_from_the_environment(sample, tmp_path, monkeypatch)
     assert len(json.loads(run("artifacts", "ls", "--json").output)) == 1
 
 
-def test_supabase_url_passes_the_expiry(standin, sample):
+def test_supabase_url_passes_the_expiry(supabase, sample):
     uri = json.loads(run("artifacts", "put", str(sample), "--store", "supabase://b", "--json").output)["uri"]
     assert run("artifacts", "url", uri, "--expires", "75").exit_code == 0
-    assert standin.calls("POST", "/object/sign/")[-1].json == {"expiresIn": "75"}
+    assert supabase.calls("POST", "/object/sign/")[-1].json == {"expiresIn": "75"}
 
 
-def test_bad_credentials_print_one_line_naming_the_store(standin, sample, monkeypatch):
+def test_bad_credentials_print_one_line_naming_the_store(supabase, sample, monkeypatch):
     wrong = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.d3Jvbmctc2lnbmF0dXJlLWJ5dGVz"
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", wrong)
     result = run("artifacts", "put", str(sample), "--store", "supabase://checkpoints/runs")
@@ -100,9 +100,41 @@ def test_bad_credentials_print_one_line_naming_the_store(standin, sample, monkey
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(f"Error: supabase://checkpoints/runs at {standin.url}/storage/v1: the server refused "
+    assert lines[0].startswith(f"Error: supabase://checkpoints/runs at {supabase.url}/storage/v1: the server refused "
                                "the credentials")
     assert wrong not in result.output and "eyJ" not in result.output
+
+
+@pytest.mark.parametrize("setting", ["SUPABASE_URL=server", "SUPABASE_STORAGE_URL=gateway"])
+def test_a_wrong_supabase_endpoint_is_named_not_taken_for_an_empty_store(supabase, sample, monkeypatch, setting):
+    """SUPABASE_URL at a server that serves the API at / (so /storage/v1 is no route there), or
+    SUPABASE_STORAGE_URL at the gateway without /storage/v1: route 404s, not an empty store or a missing object."""
+    uri = json.loads(run("artifacts", "put", str(sample), "--store", "supabase://checkpoints/cli",
+                         "--json").output)["uri"]
+    name, where = setting.split("=")
+    monkeypatch.delenv("SUPABASE_URL")
+    wrong = supabase.direct_url if where == "server" else supabase.url
+    monkeypatch.setenv(name, wrong)
+    endpoint = f"{wrong}/storage/v1" if name == "SUPABASE_URL" else wrong
+    for args in (["artifacts", "ls", "--store", "supabase://checkpoints/cli"],
+                 ["artifacts", "get", uri, str(sample.parent / "back")],
+                 ["artifacts", "put", str(sample), "--store", "supabase://checkpoints/cli"]):
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"Error: supabase://checkpoints/cli: no Supabase Storage API at {endpoint} (it "
+                               f"answered HTTP 404 for {endpoint}/"), line
+        assert "set SUPABASE_STORAGE_URL to that URL" in line and "no such artifact" not in line
+        assert result.stdout == ""
+
+
+def test_supabase_storage_url_reaches_a_server_serving_the_api_at_its_root(supabase, sample, monkeypatch):
+    monkeypatch.delenv("SUPABASE_URL")
+    monkeypatch.setenv("SUPABASE_STORAGE_URL", supabase.direct_url)
+    put = run("artifacts", "put", str(sample), "--store", "supabase://checkpoints/cli", "--json")
+    assert put.exit_code == 0, put.output
+    listed = run("artifacts", "ls", "--store", "supabase://checkpoints/cli", "--json")
+    assert [a["uri"] for a in json.loads(listed.output)] == [json.loads(put.output)["uri"]]
 
 
 def test_s3_bad_credentials_print_one_line(s3_uri, sample, monkeypatch):

@@ -1,8 +1,9 @@
-"""One contract, every backend: file://, s3:// on moto's real S3 server, supabase:// on the Storage stand-in.
+"""One contract, every backend: file://, s3:// on moto's real S3 server, supabase:// on the real Supabase Storage
+server (v1.22.10 run locally behind a /storage/v1 gateway, tests/services/supabase_storage.py).
 
 Each backend must put, get (verified, atomically), skip known content, list, delete, sign and report progress the
 same way. With SUPABASE_URL (or SUPABASE_STORAGE_URL) and SUPABASE_SERVICE_ROLE_KEY set, the same contract also runs
-on that real Supabase project or storage server ("supabase-real"), so the stand-in is checked against the real thing.
+on that Supabase project ("supabase-hosted").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from artifact_fixtures import MB, _fast_retries, _no_cloud_env, _standin_server, moto_endpoint, s3_uri, standin  # noqa: F401
+from artifact_fixtures import MB, _fast_retries, _no_cloud_env, moto_endpoint, s3_uri, supabase  # noqa: F401
 
 from orchestrator.artifacts import ArtifactError, ArtifactNotFoundError, get_artifact, open_store
 from orchestrator.artifacts.base import ArtifactStore, object_key
@@ -69,35 +70,17 @@ def _s3_backend(uri: str) -> Backend:
     return Backend("s3", store, corrupt, lambda: len(writes), mislabel)
 
 
-def _supabase_backend(server) -> Backend:
-    store = open_store("supabase://checkpoints/team")
-
-    def corrupt(sha256: str) -> None:
-        server.object("checkpoints", f"team/{object_key(sha256)}").data = b"tampered"
-
-    def uploads() -> int:
-        return len(server.calls("POST", "/object/checkpoints/")) + len(server.calls("POST", "/upload/resumable"))
-
-    def mislabel(sha256: str) -> None:
-        stored = server.object("checkpoints", f"team/{object_key(sha256)}")
-        stored.data, stored.user_metadata = b"other bytes", {"sha256": "0" * 64}
-
-    return Backend("supabase", store, corrupt, uploads, mislabel)
+_HOSTED_ENV = {name: os.environ[name] for name in ("SUPABASE_URL", "SUPABASE_STORAGE_URL",
+                                                   "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY") if os.environ.get(name)}
+_HOSTED = bool(({"SUPABASE_URL", "SUPABASE_STORAGE_URL"} & set(_HOSTED_ENV))
+               and ({"SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY"} & set(_HOSTED_ENV)))
+BACKENDS = ["file", "s3", "supabase"] + (["supabase-hosted"] if _HOSTED else [])
 
 
-_REAL_ENV = {name: os.environ[name] for name in ("SUPABASE_URL", "SUPABASE_STORAGE_URL", "SUPABASE_SERVICE_ROLE_KEY",
-                                                 "SUPABASE_KEY") if os.environ.get(name)}
-_REAL = bool(({"SUPABASE_URL", "SUPABASE_STORAGE_URL"} & set(_REAL_ENV))
-             and ({"SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY"} & set(_REAL_ENV)))
-BACKENDS = ["file", "s3", "supabase"] + (["supabase-real"] if _REAL else [])
-
-
-def _real_supabase_backend(monkeypatch) -> Backend:
-    """A fresh prefix in a bucket of the real server named by the environment (emptied afterwards)."""
-    for name, value in _REAL_ENV.items():
-        monkeypatch.setenv(name, value)
-    bucket = os.environ.get("ORCHESTRATOR_TEST_SUPABASE_BUCKET", "orchestrator-test")
-    store = open_store(f"supabase://{bucket}/contract-{secrets.token_hex(4)}")
+def _supabase_backend(name: str, uri: str) -> Backend:
+    """A supabase:// store on a real server: the local one (emptied per test) or the project the environment
+    names (a fresh prefix, emptied afterwards). Objects are tampered with through the API, as anyone could."""
+    store = open_store(uri)
     writes: list[str] = []
     original = store._upload
 
@@ -111,7 +94,7 @@ def _real_supabase_backend(monkeypatch) -> Backend:
         store._files.upload(store._object_name(sha256), body, {"content-type": "application/octet-stream",
                                                               "upsert": "true", "metadata": {"sha256": recorded}})
 
-    return Backend("supabase-real", store, lambda sha: replace(sha, b"tampered", sha), lambda: len(writes),
+    return Backend(name, store, lambda sha: replace(sha, b"tampered", sha), lambda: len(writes),
                    lambda sha: replace(sha, b"other bytes", "0" * 64))
 
 
@@ -122,12 +105,16 @@ def backend(request, tmp_path, monkeypatch) -> Iterator[Backend]:
     elif request.param == "s3":
         yield _s3_backend(request.getfixturevalue("s3_uri"))
     elif request.param == "supabase":
-        yield _supabase_backend(request.getfixturevalue("standin"))
+        request.getfixturevalue("supabase")
+        yield _supabase_backend("supabase", "supabase://checkpoints/team")
     else:
-        real = _real_supabase_backend(monkeypatch)
-        yield real
-        for artifact in list(real.store.list()):
-            real.store.delete(artifact.sha256)
+        for name, value in _HOSTED_ENV.items():
+            monkeypatch.setenv(name, value)
+        bucket = os.environ.get("ORCHESTRATOR_TEST_SUPABASE_BUCKET", "orchestrator-test")
+        hosted = _supabase_backend("supabase-hosted", f"supabase://{bucket}/contract-{secrets.token_hex(4)}")
+        yield hosted
+        for artifact in list(hosted.store.list()):
+            hosted.store.delete(artifact.sha256)
 
 
 def _write(path: Path, size: int) -> Path:

@@ -74,11 +74,78 @@ def test_call_with_retries_stops_on_success_permanent_errors_attempts_and_deadli
     count["n"] = 0
     # Full jitter picks the pause uniformly in [0, 10]: take the top so this case does not depend on the draw.
     monkeypatch.setattr(retry_module.random, "uniform", lambda low, high: high)
+    clock = FakeClock()
     with pytest.raises(TimeoutError):
         call_with_retries(always(TimeoutError()), retryable=lambda e: True,
-                          policy=RetryPolicy(attempts=100, base_delay=10, max_delay=10, deadline=0.5),
-                          sleep=lambda s: None)
-    assert count["n"] == 1  # the first pause would already pass the deadline
+                          policy=RetryPolicy(attempts=100, base_delay=10, max_delay=10, deadline=0.5,
+                                             clock=clock, sleep=clock.sleep))
+    assert clock.sleeps == [0.5]  # the pause is cut to what is left of the budget: one last try at its end
+    assert count["n"] == 2
+
+
+class FakeClock:
+    """Time that passes only when someone sleeps (attempts take no time)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_an_unreachable_server_is_retried_for_the_whole_budget_with_a_line_per_wait(monkeypatch):
+    """Given up on after exactly the budget (60 s by default, ORCHESTRATOR_RETRY_SECONDS), whatever the jitter."""
+    monkeypatch.setattr(retry_module, "DEFAULT_POLICY", None)
+    for budget, env in [(60.0, None), (7.0, "7")]:
+        if env is None:
+            monkeypatch.delenv("ORCHESTRATOR_RETRY_SECONDS", raising=False)
+        else:
+            monkeypatch.setenv("ORCHESTRATOR_RETRY_SECONDS", env)
+        assert retry_module.default_policy().deadline == budget
+        for seed in range(5):
+            retry_module.random.seed(seed)
+            clock, lines = FakeClock(), []
+            policy = RetryPolicy(deadline=retry_module.default_policy().deadline, clock=clock, sleep=clock.sleep,
+                                 notify=lines.append)
+            attempts_at: list[float] = []
+
+            def unreachable():
+                attempts_at.append(clock.now - 1000.0)
+                raise ConnectionError("refused")
+
+            def waiting(error, pause, left):
+                policy.notify(retry_module.retry_line("supabase://b", "the server did not answer", left))
+
+            with pytest.raises(ConnectionError):
+                call_with_retries(unreachable, retryable=lambda e: True, policy=policy, on_retry=waiting)
+            assert attempts_at[-1] == pytest.approx(budget)  # the last try is at the end of the budget
+            assert max(clock.sleeps) <= policy.max_delay
+            assert len(lines) == len(attempts_at) - 1
+            assert lines[0] == f"supabase://b: the server did not answer; trying again for up to {budget:.0f} s more"
+    monkeypatch.setenv("ORCHESTRATOR_RETRY_SECONDS", "soon")
+    with pytest.raises(retry_module.OrchestratorError, match="ORCHESTRATOR_RETRY_SECONDS='soon' is not a number"):
+        retry_module.default_policy()
+
+
+def test_a_server_back_within_the_budget_is_waited_for():
+    clock = FakeClock()
+    down_until = 1000.0 + 8.0  # a restart of eight seconds
+
+    def action():
+        if clock.now < down_until:
+            raise ConnectionError("refused")
+        return "up"
+
+    policy = RetryPolicy(clock=clock, sleep=clock.sleep, notify=None)
+    for seed in range(20):
+        retry_module.random.seed(seed)
+        clock.now = 1000.0
+        assert call_with_retries(action, retryable=lambda e: True, policy=policy) == "up"
 
 
 def test_progress_resets_the_attempt_count():

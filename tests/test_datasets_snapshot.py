@@ -282,7 +282,8 @@ def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
 
 
 def _manifest(files: dict[str, bytes]) -> bytes:
-    return canonical_json({"format": "orchestrator.dataset-snapshot/1", "subsets": [], "images": [], "files": [
+    return canonical_json({"format": "orchestrator.dataset-snapshot/1", "source_kind": "dreambooth",
+                           "dataset_toml": None, "caption_extension": ".txt", "subsets": [], "images": [], "files": [
         {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d), "kind": "image"}
         for p, d in files.items()]})
 

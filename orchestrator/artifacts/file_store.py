@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from orchestrator.artifacts.base import (
     sha256_from_uri,
 )
 from orchestrator.artifacts.progress import Reporter
+from orchestrator.errors import disk_full_names
+from orchestrator.scratch import lock_owned_file, sweep_stale
 
 
 COPY_CHUNK = 8 * 1024 * 1024
@@ -49,6 +52,11 @@ def copy_hashing(source: Path, dest: Path) -> tuple[str, int]:
         return digest.hexdigest(), size
 
 
+def is_partial_name(name: str) -> bool:
+    """The name of an object being written (``.<sha256>.partial-<pid>-<random>``), which a killed put leaves."""
+    return name.startswith(".") and ".partial-" in name
+
+
 def path_from_file_uri(uri: str) -> Path:
     parsed = urlparse(uri)
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost") or parsed.query:
@@ -62,6 +70,7 @@ class FileStore(ArtifactStore):
     def __init__(self, uri: str) -> None:
         super().__init__(uri)
         self.root = path_from_file_uri(self.uri)
+        self._swept = False
 
     def _path(self, sha256: str) -> Path:
         return self.root / object_key(sha256)
@@ -70,22 +79,46 @@ class FileStore(ArtifactStore):
         return self._path(sha256).is_file()
 
     def _upload(self, path: Path, sha256: str, size: int, progress: Reporter) -> None:
+        if not self._swept:
+            self._swept = True
+            self.sweep_partials()
+        target = self._path(sha256)
+        with disk_full_names(self.root, "storing an artifact"):
+            partial, fd = self.open_partial(sha256)
+            try:
+                shutil.copyfile(path, partial)  # the kernel copies (copy_file_range/sendfile): no slower than cp
+                os.chmod(partial, 0o444)  # content-addressed objects never change
+                os.replace(partial, target)  # atomic: readers never see half an object
+            finally:
+                partial.unlink(missing_ok=True)
+                os.close(fd)
+        progress(size, size)
+
+    def open_partial(self, sha256: str) -> tuple[Path, int]:
+        """Create the object's partial file, owned (locked) by this process until the returned fd is closed."""
         target = self._path(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{sha256}.partial-{os.getpid()}")
+        # Unique per put: a dead process's partial with a reused pid, or another thread's put, is never in the way.
+        partial = target.with_name(f".{sha256}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        lock_owned_file(fd)  # a sweep in another process leaves it alone while we live
+        return partial, fd
+
+    def sweep_partials(self) -> list[Path]:
+        """Remove the partial objects that killed puts left (only stale ones: see orchestrator.scratch)."""
+        base = self.root / "sha256"
         try:
-            shutil.copyfile(path, partial)  # the kernel copies (copy_file_range/sendfile): no slower than cp
-            os.chmod(partial, 0o444)  # content-addressed objects never change
-            os.replace(partial, target)  # atomic: readers never see half an object
-        finally:
-            partial.unlink(missing_ok=True)
-        progress(size, size)
+            fans = [entry.path for entry in os.scandir(base) if entry.is_dir(follow_symlinks=False)]
+        except OSError:
+            return []
+        return [path for fan in fans for path in sweep_stale(fan, is_partial_name)]
 
     def _download(self, sha256: str, dest: Path, progress: Reporter) -> str:
         source = self._path(sha256)
         if not source.is_file():
             raise self.not_found(sha256)
-        sha256_copied, size = copy_hashing(source, dest)
+        with disk_full_names(dest.parent, "downloading an artifact"):
+            sha256_copied, size = copy_hashing(source, dest)
         progress(size, size)
         return sha256_copied
 

@@ -17,7 +17,6 @@ not the whole file.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from orchestrator.artifacts.base import Artifact, ArtifactError, ArtifactStore, is_sha256, object_key, sha256_from_uri
 from orchestrator.artifacts.credentials import check_store_uri, mask_secrets
 from orchestrator.artifacts.progress import Reporter
-from orchestrator.artifacts.retry import RetryPolicy, default_policy, is_retryable_status
+from orchestrator.artifacts.retry import RetryPolicy, default_policy, is_retryable_status, retry_line
 
 OPTIONS = ("endpoint", "region", "checksum", "addressing")
 CHECKSUM_MODES = ("when_supported", "when_required")
@@ -132,13 +131,14 @@ class S3Store(ArtifactStore):
                 return None
         else:
             return None
-        if attempts >= self.retry.attempts:
-            return None
         context = (request_dict or {}).setdefault("context", {})
-        started = context.setdefault("orchestrator_retry_started", time.monotonic())
-        pause = self.retry.delay(attempts)
-        if time.monotonic() - started + pause > self.retry.deadline:
-            return None
+        started = context.setdefault("orchestrator_retry_started", self.retry.clock())
+        elapsed = self.retry.clock() - started
+        pause = self.retry.next_pause(attempts, elapsed)
+        if pause is not None and self.retry.notify is not None:
+            reason = (f"the server did not answer ({type(caught_exception).__name__})" if caught_exception is not None
+                      else f"the server answered {response[0].status_code}")
+            self.retry.notify(retry_line(self.display_name, reason, self.retry.deadline - elapsed))
         return pause
 
     def _transfer_config(self, part_size: int):

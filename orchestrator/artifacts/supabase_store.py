@@ -18,8 +18,14 @@ How the real server behaves, and what this module does about it:
   body, except authentication errors (400 + JSON, before the TUS handler runs).
 - 409 on an existing path without upsert: uploads send ``x-upsert: true`` (a content-addressed object can only be
   replaced by the same bytes, or repaired when its metadata does not match).
-- 413 ``EntityTooLarge`` / ``Maximum size exceeded`` over the project's per-file limit: the error says so, with the
-  Free plan's 50 MB cap and the alternatives.
+- 413 ``EntityTooLarge`` / ``Maximum size exceeded`` over the bucket's file size limit (when the bucket has one that
+  small) or the project's upload limit: the error says which, with the Free plan's 50 MB cap and the alternatives.
+- A route that does not exist is an HTTP 404 (the gateway's "no Route matched", or the server's own "Route … not
+  found" when ``SUPABASE_URL`` points at a server that serves the API at ``/``): that is a wrong endpoint, never an
+  empty store or a missing object; the error names the URL and ``SUPABASE_STORAGE_URL``.
+- The resume HEAD of a saved TUS upload URL answers 404 when the upload is unknown or expired and 400
+  ``InvalidUploadId`` (without a body: it is a HEAD) when the id does not parse: any 4xx but an authentication
+  error starts a new upload (the saved URL is replaced once the new one exists).
 - storage3 option values must be strings (``"upsert": "true"``); its default content type is text/plain and its
   default timeout 20 s: this module sets ``application/octet-stream`` and its own httpx client and timeouts.
 
@@ -62,7 +68,13 @@ from orchestrator.artifacts.credentials import (
     mask_secrets,
 )
 from orchestrator.artifacts.progress import Reporter
-from orchestrator.artifacts.retry import RetryPolicy, call_with_retries, default_policy, is_retryable_status
+from orchestrator.artifacts.retry import (
+    RetryPolicy,
+    call_with_retries,
+    default_policy,
+    is_retryable_status,
+    retry_line,
+)
 from orchestrator.artifacts.upload_state import ResumableUploads
 from orchestrator.config import mask_url
 
@@ -82,19 +94,30 @@ SIZE_LIMIT_HINT = (f"Supabase's Free plan caps every file at {FREE_PLAN_LIMIT_MB
                    "(Cloudflare R2, MinIO, AWS) with --store or ORCHESTRATOR_STORE")
 
 
-class _StaleUpload(Exception):
-    """The saved upload URL is gone on the server (expired or unknown): start a new upload."""
+_TUS_STAGES = {"head": "asking how much of the interrupted upload it holds (TUS HEAD)",
+               "create": "creating the resumable upload (TUS POST)",
+               "patch": "receiving a chunk of the upload (TUS PATCH)"}
 
 
 class _ServerError(Exception):
-    """A failed Storage request with its real status (taken from the JSON body of a 400 where there is one)."""
+    """A failed Storage request with its real status (taken from the JSON body of a 400 where there is one) and
+    the HTTP status it came with."""
 
-    def __init__(self, status: int | None, error: str, message: str, *, stage: str) -> None:
+    def __init__(self, status: int | None, error: str, message: str, *, stage: str,
+                 http_status: int | None = None, url: str | None = None) -> None:
         super().__init__(f"{status} {error}: {message}")
         self.status = status
         self.error = error
         self.message = message
         self.stage = stage
+        self.http_status = http_status if http_status is not None else status
+        self.url = url
+
+    @property
+    def route_missing(self) -> bool:
+        """An HTTP 404 from a REST route: no Storage API at that URL. (The server answers a missing object or
+        bucket with HTTP 400 and statusCode 404 in the body; TUS answers an unknown upload with a 404 of its own.)"""
+        return self.http_status == 404 and self.stage not in _TUS_STAGES
 
 
 def parse_supabase_uri(uri: str) -> tuple[str, str]:
@@ -127,7 +150,7 @@ def _status_of(value: Any) -> int | None:
         return None
 
 
-def _parse_error_body(status: int, body: bytes | str | None, *, stage: str) -> _ServerError:
+def _parse_error_body(status: int, body: bytes | str | None, *, stage: str, url: str | None = None) -> _ServerError:
     """The real status of a Storage error: the JSON body's statusCode when there is one, else the HTTP status."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     try:
@@ -136,8 +159,8 @@ def _parse_error_body(status: int, body: bytes | str | None, *, stage: str) -> _
         data = None
     if isinstance(data, dict) and "statusCode" in data:
         return _ServerError(_status_of(data.get("statusCode")) or status, str(data.get("error") or ""),
-                            str(data.get("message") or ""), stage=stage)
-    return _ServerError(status, "", " ".join(text.split())[:200], stage=stage)
+                            str(data.get("message") or ""), stage=stage, http_status=status, url=url)
+    return _ServerError(status, "", " ".join(text.split())[:200], stage=stage, http_status=status, url=url)
 
 
 class SupabaseStore(ArtifactStore):
@@ -207,6 +230,8 @@ class SupabaseStore(ArtifactStore):
         """Run one storage3/httpx call with retries; failures become ``_ServerError`` (or pass through)."""
         from storage3.exceptions import StorageApiError
 
+        import httpx
+
         def attempt() -> T:
             try:
                 return action()
@@ -214,9 +239,17 @@ class SupabaseStore(ArtifactStore):
                 code, message = str(error.code or ""), str(error.message or "")
                 if code == "InternalError" and message.startswith(_UNPARSED):  # not JSON: a gateway's own page
                     code, message = "", " ".join(message[len(_UNPARSED):].split())[:200]
-                raise _ServerError(_status_of(error.status), code, message, stage=stage) from None
+                cause: BaseException | None = error
+                while cause is not None and not isinstance(cause, httpx.HTTPStatusError):
+                    cause = cause.__cause__ or cause.__context__
+                http_status, url = (cause.response.status_code, str(cause.request.url)) if cause else (None, None)
+                failure = _ServerError(_status_of(error.status), code, message, stage=stage,
+                                       http_status=http_status, url=url)
+                if failure.route_missing:
+                    raise self._wrong_endpoint(failure) from None
+                raise failure from None
 
-        return call_with_retries(attempt, retryable=self._transient, policy=self.retry)
+        return call_with_retries(attempt, retryable=self._transient, policy=self.retry, on_retry=self._waiting)
 
     @staticmethod
     def _transient(error: BaseException) -> bool:
@@ -225,22 +258,66 @@ class SupabaseStore(ArtifactStore):
 
         if isinstance(error, _ServerError):
             return is_retryable_status(error.status) or (error.stage == "patch" and error.status == 409)
-        return isinstance(error, (httpx.TransportError, requests.exceptions.RequestException, _StaleUpload))
+        return isinstance(error, (httpx.TransportError, requests.exceptions.RequestException))
+
+    def _waiting(self, error: BaseException, pause: float, seconds_left: float) -> None:
+        """The progress line while a retry waits."""
+        if self.retry.notify is None:
+            return
+        if isinstance(error, _ServerError):
+            reason = f"the server answered {error.status}" + (f" {error.error}" if error.error else "")
+        else:
+            reason = f"the server did not answer ({type(error).__name__})"
+        self.retry.notify(retry_line(self.display_name, reason, seconds_left))
+
+    def _wrong_endpoint(self, error: _ServerError) -> ArtifactError:
+        """A route 404: the URL is not a Storage API. Saying "no such object" or listing nothing would hide that."""
+        detail = mask_secrets(" ".join(f"{error.error}: {error.message}".strip(": ").split()))[:160]
+        return ArtifactError(
+            f"{self._root_uri}: no Supabase Storage API at {mask_url(self._endpoint or '')} (it answered HTTP 404 "
+            f"for {mask_url(error.url or '')}" + (f": {detail})" if detail else ")"),
+            f"{SUPABASE_URL_ENV} is the project URL (https://<ref>.supabase.co; the Storage API is its /storage/v1); "
+            f"to use a Storage API at another URL (a self-hosted server serves it at /), set "
+            f"{SUPABASE_STORAGE_URL_ENV} to that URL")
+
+    def _size_limit(self, action: str, detail: str, size: int | None) -> ArtifactError:
+        """413: over the bucket's file size limit when it has one that small, else over the project's."""
+        shown = f" ({size / MB:.1f} MB)" if size is not None else ""
+        limit = None
+        try:
+            limit = _status_of((self._storage.get_bucket(self.bucket).file_size_limit))
+        except Exception:  # noqa: BLE001 - only to word the message; the 413 itself is what counts
+            pass
+        if limit and (size is None or size > limit):
+            return ArtifactError(
+                f"{self.display_name}: could not {action}{shown}: it is over the file size limit of bucket "
+                f"{self.bucket!r} ({limit / MB:.1f} MB; {detail})",
+                f"raise the bucket's file size limit in the project's Storage settings (it cannot exceed the "
+                f"project's upload limit: {FREE_PLAN_LIMIT_MB} MB on the Free plan), or keep checkpoints in an "
+                "s3:// store (Cloudflare R2, MinIO, AWS) with --store or ORCHESTRATOR_STORE")
+        return ArtifactError(f"{self.display_name}: could not {action}{shown}: it is over the project's per-file "
+                             f"upload size limit ({detail})", SIZE_LIMIT_HINT)
 
     def _fail(self, action: str, error: BaseException, *, size: int | None = None) -> ArtifactError:
         """One line naming the store, the real status and what to do; secrets masked."""
         import httpx
         import requests
 
+        if isinstance(error, ArtifactError):  # already one line (a wrong endpoint)
+            return error
         if isinstance(error, _ServerError):
             detail = mask_secrets(f"{error.status} {error.error}: {error.message}".replace(" :", ":"))
             if error.status in (401, 403) or error.error in ("InvalidJWT", "Unauthorized", "AccessDenied"):
                 return ArtifactError(f"{self.display_name}: the server refused the credentials while trying to "
                                      f"{action} ({detail})", CREDENTIALS_HINT)
             if error.status == 413 or error.error in ("EntityTooLarge", "Payload too large"):
-                shown = f" ({size / MB:.1f} MB)" if size is not None else ""
-                return ArtifactError(f"{self.display_name}: could not {action}{shown}: it is over the project's "
-                                     f"per-file size limit ({detail})", SIZE_LIMIT_HINT)
+                return self._size_limit(action, detail, size)
+            if not (error.error or error.message) and error.stage in _TUS_STAGES:  # HEAD answers carry no body
+                return ArtifactError(
+                    f"{self.display_name}: could not {action}: the server answered {error.status} with no details "
+                    f"while {_TUS_STAGES[error.stage]}",
+                    "a server or gateway failure: running it again resumes the upload from what the server has"
+                    if is_retryable_status(error.status) else None)
             return ArtifactError(f"{self.display_name}: could not {action} ({detail})")
         if isinstance(error, (httpx.TransportError, requests.exceptions.RequestException)):
             detail = mask_secrets(" ".join(str(error).split()))
@@ -345,19 +422,24 @@ class SupabaseStore(ArtifactStore):
                     requests.exceptions.ConnectionError(str(error))
             return _parse_error_body(error.status_code, error.response_content, stage=stage)
 
+        stale: set[str] = set()  # saved URLs the server no longer takes: replaced once a new upload exists
+
         with open(path, "rb") as stream:
 
             def attempt() -> None:
                 saved = self.resumable.get(sha256)
+                if saved in stale:
+                    saved = None
                 stage = "head" if saved else "create"
                 try:
                     try:
                         uploader = self._tus_uploader(stream, saved, sha256)  # HEAD when resuming
                     except TusCommunicationError as error:
-                        if saved and error.status_code in (404, 410):
-                            self.resumable.remove(sha256)  # expired or unknown on the server
-                            raise _StaleUpload(f"upload URL gone ({error.status_code})") from None
-                        raise
+                        if not (saved and _resume_refused(error)):
+                            raise
+                        stale.add(saved)  # expired, unknown or malformed (400 InvalidUploadId): start over
+                        stage = "create"
+                        uploader = self._tus_uploader(stream, None, sha256)
                     if uploader.url is None:
                         uploader.set_url(uploader.create_url())
                         uploader.offset = 0
@@ -376,7 +458,8 @@ class SupabaseStore(ArtifactStore):
                 return moved
 
             high_water = [0]
-            call_with_retries(attempt, retryable=self._transient, policy=self.retry, progressed=progressed)
+            call_with_retries(attempt, retryable=self._transient, policy=self.retry, progressed=progressed,
+                              on_retry=self._waiting)
         self.resumable.remove(sha256)
 
     # -- download, list, delete, sign --
@@ -395,7 +478,8 @@ class SupabaseStore(ArtifactStore):
             with session.get(url, headers=headers, stream=True,
                              timeout=(self.connect_timeout, self.timeout)) as response:
                 if response.status_code >= 400:
-                    raise _parse_error_body(response.status_code, response.content, stage="download")
+                    failure = _parse_error_body(response.status_code, response.content, stage="download", url=url)
+                    raise self._wrong_endpoint(failure) if failure.route_missing else failure
                 if response.status_code != 206:
                     have = 0
                     progress.restart()
@@ -421,7 +505,7 @@ class SupabaseStore(ArtifactStore):
                     return digest.hexdigest()
 
         try:
-            return call_with_retries(attempt, retryable=self._transient, policy=self.retry)
+            return call_with_retries(attempt, retryable=self._transient, policy=self.retry, on_retry=self._waiting)
         except _ServerError as error:
             if error.status == 404:
                 raise self.not_found(sha256) from None
@@ -487,6 +571,17 @@ class SupabaseStore(ArtifactStore):
         except Exception as error:  # noqa: BLE001
             raise self._fail("delete an object", error) from None
         self.resumable.remove(sha256)
+
+
+def _resume_refused(error: Any) -> bool:
+    """Whether the server's answer to the resume HEAD says the saved upload URL is of no use: any 4xx but an
+    authentication error (which a new upload would get too) or a transient one (408, 429)."""
+    if error.status_code is None:  # no answer at all: the network, not the URL
+        return False
+    answer = _parse_error_body(error.status_code, error.response_content, stage="head")
+    status = answer.status or 0
+    return (400 <= status < 500 and status not in (401, 403) and not is_retryable_status(status)
+            and answer.error not in ("InvalidJWT", "Unauthorized", "AccessDenied"))
 
 
 def _make_timed_uploader() -> type:

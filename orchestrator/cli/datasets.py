@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli.output import State, echo_json, echo_reference, echo_table, json_option, pass_state
+from orchestrator.cli.output import State, echo_json, echo_reference, echo_table, echo_warnings, json_option, pass_state
 
 store_option = click.option(
     "--store", "store_uri", metavar="URI",
@@ -28,12 +28,6 @@ def _artifacts(store_uri: str | None):
 
 def _short(value: str | None, n: int = 12) -> str:
     return value[:n] if value else ""
-
-
-def _warn(findings) -> None:
-    for finding in findings:
-        hint = f" (hint: {finding.hint})" if finding.hint else ""
-        click.echo(f"warning: {finding.one_line()}{hint}", err=True)
 
 
 def _fields(pairs: list[tuple[str, Any]]) -> None:
@@ -83,7 +77,7 @@ def dataset_snapshot(state: State, path: Path, label: str | None, caption_extens
     if as_json:
         echo_json(result.to_dict())
         return
-    _warn(result.warnings)
+    echo_warnings(result.warnings)
     s, v = result.snapshot, result.caption_version
     subsets = ", ".join(f"{x.name} x{x.num_repeats}" for x in result.subsets)
     hex_part = f", {v.mean_hex_codes:g} hex codes/caption" if v.mean_hex_codes else ""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli.output import State, echo_json, echo_table, json_option, pass_state
+from orchestrator.cli.output import State, echo_json, echo_table, echo_warnings, json_option, pass_state
 
 _SHORT = {"unique_colors_24": "colours_24", "unique_colors_24_two_stage": "two_stage", "colors_95": "colours_95",
           "palette_distance": "palette_dE", "grid_alignment": "grid_var"}
@@ -51,12 +51,15 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     if snapshot_ref and run_ref:
         raise click.UsageError("--snapshot scores training images; they cannot be recorded as a run's evaluation")
     recorded = reference = None
+    skipped = []
     if snapshot_ref:
         with state.store() as store:
             scored, reference = scoring.score_snapshot(store, snapshot_ref)
     else:
         palette = scoring.reference_palette(palette_from, state.store) if palette_from else None
-        scored = scoring.score_directory(directory, palette=palette)
+        folder = scoring.score_folder(directory, palette=palette)  # bad files are skipped, each reported
+        scored, skipped = list(folder.images), list(folder.skipped)
+        echo_warnings(skipped)
         if run_ref:
             from orchestrator.artifacts import open_store  # here for start-up speed
             from orchestrator.suites import load_suite
@@ -68,6 +71,7 @@ def score(state: State, directory: Path | None, palette_from: str | None, snapsh
     summary = scoring.epoch_means(scored)
     if as_json:
         echo_json({"images": [s.to_dict() for s in scored], "epochs": summary,
+                   "skipped": [{"path": f.path, "reason": f.message} for f in skipped],
                    "recorded": recorded.to_dict() if recorded else None,
                    "training_reference": reference.to_dict() if reference else None})
         return

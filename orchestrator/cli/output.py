@@ -137,3 +137,10 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
     return str(value)
+
+
+def echo_warnings(findings) -> None:
+    """One ``warning: … (hint: …)`` line per dataset/scoring finding, on stderr (the tables stay on stdout)."""
+    for finding in findings:
+        hint = f" (hint: {finding.hint})" if finding.hint else ""
+        click.echo(f"warning: {finding.one_line()}{hint}", err=True)

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from orchestrator.datasets.manifest import MANIFEST_NAME, parse_manifest
 from orchestrator.datasets.scan import ScannedDataset
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, is_disk_full
 
 CHUNK = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -95,6 +95,8 @@ def write_archive(dataset: ScannedDataset, manifest: bytes, dest: Path) -> tuple
                         reader = _HashingReader(source)
                         tar.addfile(_member(item.path, item.size), reader)  # type: ignore[arg-type]
                 except OSError as error:
+                    if is_disk_full(error):
+                        raise  # the archive's disk, not the dataset file: the caller names the full place
                     raise InputError(f"{dataset.shown(item.path)}: cannot read ({error.strerror or error})",
                                      "check the file and take the snapshot again") from None
                 if reader.digest.hexdigest() != item.sha256:
@@ -126,7 +128,7 @@ def extract_archive(archive: Path, dest: Path, snapshot_id: str) -> dict[str, An
         if hashlib.sha256(data).hexdigest() != snapshot_id:
             raise ArchiveError(f"{source}: the manifest does not hash to snapshot {snapshot_id[:12]}…",
                                "the archive belongs to another snapshot or was tampered with")
-        manifest = parse_manifest(data, source)
+        manifest = parse_manifest(data, source, snapshot_id)
         expected: dict[str, dict[str, Any]] = {}
         for item in manifest["files"]:
             path = item.get("path") if isinstance(item, dict) else None

@@ -109,9 +109,14 @@ def measure_all(captions: Iterable[str]) -> dict[str, CaptionMeasure]:
 
 
 def caption_stats(
-    pairs: Sequence[tuple[str, str]], measures: dict[str, CaptionMeasure] | None = None
+    pairs: Sequence[tuple[str, str]], measures: dict[str, CaptionMeasure] | None = None,
+    *, from_caption_file: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
     """Stats of a caption set given as (image sha256, caption) pairs, one per image (duplicates included).
+
+    ``from_caption_file`` says, per pair, whether the caption was read from the image's caption file; a caption
+    sd-scripts makes up for an image without one (its folder's class tokens) is then not counted in
+    ``caption_count`` (without it, every non-empty caption counts).
 
     Returns the summary columns of ``caption_versions`` (caption_count, mean/max chars and tokens, mean hex codes)
     and the rest in one dict; :data:`SUMMARY_COLUMNS` says which are which.
@@ -134,7 +139,10 @@ def caption_stats(
         return round(sum(values) / len(values), 4) if values else None
 
     return {
-        "caption_count": n,
+        # Images with a real caption: an image without a caption file is not one, whatever sd-scripts trains it on.
+        "caption_count": sum(1 for i, m in enumerate(per_image)
+                             if m.caption and (from_caption_file is None or from_caption_file[i])),
+        "images": n,
         "mean_chars": mean([m.chars for m in per_image]),
         "max_chars": max((m.chars for m in per_image), default=None),
         "mean_tokens": mean([m.tokens for m in per_image]),

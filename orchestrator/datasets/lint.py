@@ -65,7 +65,13 @@ def lint_dataset(
                          f"use one of {', '.join(map(str, MAX_TOKEN_LENGTHS))}")
     if keep_tokens is not None and keep_tokens < 0:
         raise InputError(f"keep_tokens {keep_tokens} is negative", "use 0 or more")
-    dataset = scan_dataset(path, caption_extension=caption_extension)
+    return lint_scanned(scan_dataset(path, caption_extension=caption_extension), path=str(path),
+                        keep_tokens=keep_tokens, max_token_length=max_token_length)
+
+
+def lint_scanned(dataset: ScannedDataset, *, path: str, keep_tokens: int | None = None,
+                 max_token_length: int = 75) -> LintReport:
+    """Lint a dataset already read (``take_snapshot`` reports the same findings: one set of rules)."""
     subsets = {s.name: s for s in dataset.subsets}
     if keep_tokens is None:
         keep_tokens = max((s.keep_tokens for s in dataset.subsets), default=0) or DEFAULT_KEEP_TOKENS
@@ -75,9 +81,10 @@ def lint_dataset(
     findings += _budget_and_hex(dataset, with_caption, subsets, max_token_length)
     findings += _keep_tokens_prefix(dataset, with_caption, subsets, keep_tokens)
     findings += _duplicates(dataset)
-    stats = caption_stats(dataset.caption_pairs(), measures) if dataset.images else {}
+    stats = caption_stats(dataset.caption_pairs(), measures,
+                          from_caption_file=dataset.captions_from_files()) if dataset.images else {}
     return LintReport(
-        path=str(path), caption_extension=dataset.caption_extension, keep_tokens=keep_tokens,
+        path=path, caption_extension=dataset.caption_extension, keep_tokens=keep_tokens,
         max_token_length=max_token_length, image_count=len(dataset.images),
         findings=tuple(sorted(findings, key=lambda f: (f.path, f.severity != ERROR, f.key or "", f.code))),
         stats=stats,
@@ -117,14 +124,26 @@ def _next(budget: int) -> int:
     return {75: 150, 150: 225}.get(budget, 225)
 
 
+TAIL_SHOWN_CHARS = 60
+
+
 def _tail(caption: str, over: int) -> str:
-    # A rough pointer at what gets cut: the last comma-separated tags, about `over` tokens' worth.
+    """A rough pointer at what gets cut: the last comma-separated tags, about ``over`` tokens' worth, shown in at
+    most 60 characters.
+
+    Tags are taken from the end until they make ``over`` tokens. Once the text is longer than can be shown, what is
+    shown (its last 59 characters) no longer changes, so counting stops there: each count tokenizes a short text,
+    never the whole growing tail (which made a 100 KB caption take 43 s).
+    """
     parts = [t for t in tags(caption) if t]
-    dropped: list[str] = []
-    while parts and token_count(", ".join(dropped)) < over:
-        dropped.insert(0, parts.pop())
-    text = ", ".join(dropped)
-    return text if len(text) <= 60 else "…" + text[-59:]
+    text = ""
+    while parts:
+        text = parts.pop() + (", " + text if text else "")
+        if len(text) > TAIL_SHOWN_CHARS:
+            return "…" + text[-(TAIL_SHOWN_CHARS - 1):]
+        if token_count(text) >= over:
+            break
+    return text
 
 
 def _prefix(caption: str, subset: Subset, keep_tokens: int) -> str:

@@ -2,7 +2,7 @@
 
 The archive is fetched (the store verifies its sha256), then extracted with every member checked
 (:func:`orchestrator.datasets.archive.extract_archive`) into a staging folder next to DEST. Only when everything
-verified does the staging folder become DEST, so a failure leaves DEST as it was.
+verified does the staging folder become DEST, so a failure (a damaged manifest, a full disk) leaves DEST as it was.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.datasets.archive import extract_archive
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, disk_full_names
 
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactStore
@@ -56,15 +56,17 @@ def materialize_snapshot(
     _check_dest(target, force)
     store = artifacts or open_store()
     parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
+    with disk_full_names(parent, "creating the destination's folder"):
+        parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(4)
     staging = parent / f".{target.name}.materialize-{token}"
     archive = parent / f".{target.name}.archive-{token}.tar"
     try:
-        store.get_file(snapshot.archive_uri, archive)  # verifies the hash in the URI
-        staging.mkdir()
-        manifest = extract_archive(archive, staging, snapshot.id)
-        _swap_in(staging, target, token)
+        with disk_full_names(parent, f"materializing snapshot {snapshot.id[:12]}"):
+            store.get_file(snapshot.archive_uri, archive)  # verifies the hash in the URI
+            staging.mkdir()
+            manifest = extract_archive(archive, staging, snapshot.id)
+            _swap_in(staging, target, token)
     finally:
         archive.unlink(missing_ok=True)
         if staging.exists():

@@ -118,6 +118,10 @@ class ScannedDataset:
     def caption_pairs(self) -> list[tuple[str, str]]:
         return [(image.sha256, image.caption) for image in self.images]
 
+    def captions_from_files(self) -> list[bool]:
+        """Per image (as in :meth:`caption_pairs`): whether its caption was read from its caption file."""
+        return [image.caption_source == "file" for image in self.images]
+
     def shown(self, rel: str) -> str:
         return os.path.join(self.shown_root, *rel.split("/")) if rel not in ("", ".") else self.shown_root
 
@@ -457,6 +461,11 @@ class _Scanner:
         return class_tokens, "class_tokens" if class_tokens else "none", None, findings
 
 
+# What Pillow raises for bytes that are not a whole image: truncation, bad chunks or CRCs, broken zlib streams,
+# oversized text chunks (ValueError), bad headers. Shared with scoring, which decodes images it did not scan.
+IMAGE_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+
+
 class _NotAnImage(Exception):
     pass
 
@@ -497,19 +506,19 @@ def _inspect_image(data: bytes) -> tuple[int, int, str, str]:
                     image.verify()  # every chunk's CRC and the IEND: catches truncation and flipped bits, no decode
                 else:
                     image.load()  # verify() is a no-op for JPEG/WebP/BMP: decode fully
-            except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError) as error:
-                raise _BadImage(f"corrupt or truncated {fmt} image ({_brief(error)})") from None
+            except IMAGE_DECODE_ERRORS as error:
+                raise _BadImage(f"corrupt or truncated {fmt} image ({brief_error(error)})") from None
     except UnidentifiedImageError:
         raise _NotAnImage("not an image (Pillow cannot identify it)") from None
     except Image.DecompressionBombError as error:
-        raise _BadImage(f"image too large to open safely ({_brief(error)})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as error:
-        raise _BadImage(f"corrupt image header ({_brief(error)})") from None
+        raise _BadImage(f"image too large to open safely ({brief_error(error)})") from None
+    except IMAGE_DECODE_ERRORS as error:
+        raise _BadImage(f"corrupt image header ({brief_error(error)})") from None
     if width < 1 or height < 1:
         raise _BadImage(f"image has no pixels ({width}x{height})")
     return width, height, mode, fmt
 
 
-def _brief(error: BaseException) -> str:
+def brief_error(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 80 else text[:77] + "..."

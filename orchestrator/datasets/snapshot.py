@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.datasets.archive import write_archive
 from orchestrator.datasets.captions import SUMMARY_COLUMNS, caption_stats, measure_all, sha256_text
 from orchestrator.datasets.findings import Finding, raise_first
+from orchestrator.datasets.lint import lint_scanned
 from orchestrator.datasets.manifest import MANIFEST_NAME, caption_version_id, manifest_bytes, sha256_bytes
 from orchestrator.datasets.scan import DEFAULT_CAPTION_EXTENSION, ScannedDataset, Subset, scan_dataset
-from orchestrator.errors import InputError, NotFoundError
+from orchestrator.errors import InputError, NotFoundError, disk_full_names
+from orchestrator.scratch import owned_scratch_dir, sweep_stale
 from orchestrator.tracking.entities import (
     CaptionEntryRecord,
     CaptionVersionRecord,
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from orchestrator.artifacts import Artifact, ArtifactStore
     from orchestrator.tracking.store import TrackingStore
 
+# Scratch folders in TMPDIR (the archive can be hundreds of MB); stale ones of killed snapshots are swept.
+SCRATCH_PREFIXES = ("orchestrator-snapshot-", "orchestrator-manifest-")
+
 
 @dataclass(frozen=True)
 class SnapshotResult:
@@ -41,6 +46,9 @@ class SnapshotResult:
     archive_uri: str
     manifest_uri: str
     subsets: tuple[Subset, ...]
+    # What `captions lint` (at the default max_token_length 75) reports for the snapshotted dataset, errors
+    # included: the ones about caption content (missing, empty, over the token budget) do not stop a snapshot,
+    # which records what sd-scripts would train on, but they are never silent.
     warnings: tuple[Finding, ...]
     notes: tuple[str, ...]
 
@@ -62,7 +70,7 @@ def new_caption_version(dataset: ScannedDataset, label: str | None) -> NewCaptio
     pairs = dataset.caption_pairs()
     version_id = caption_version_id(pairs)
     measures = measure_all(caption for _, caption in pairs)
-    stats = caption_stats(pairs, measures)
+    stats = caption_stats(pairs, measures, from_caption_file=dataset.captions_from_files())
     summary = {key: stats.pop(key) for key in SUMMARY_COLUMNS}
     # caption_entries holds one row per image hash; a copy of an image with another caption keeps the first
     # caption (sorted) here, and the archive keeps every copy (stats count them: images_with_conflicting_captions).
@@ -92,6 +100,7 @@ def take_snapshot(
 
     dataset = scan_dataset(path, caption_extension=caption_extension)
     raise_first(dataset.findings, lint_hint=f"list every problem with `orchestrator captions lint {path}`")
+    findings = _lint_findings(dataset, str(path))
     manifest = manifest_bytes(dataset)
     snapshot_id = sha256_bytes(manifest)
     version = new_caption_version(dataset, label)
@@ -102,10 +111,12 @@ def take_snapshot(
                          "choose another --label, or rename that version: "
                          f"orchestrator captions label {owner[:12]} NEW")
     store = artifacts or open_store()
+    sweep_stale_scratch()  # what killed snapshots left in TMPDIR (archives of up to hundreds of MB)
     archive = _archive(dataset, manifest, snapshot_id, store, tracking)
-    with tempfile.TemporaryDirectory(prefix="orchestrator-manifest-") as tmp:
-        manifest_path = Path(tmp) / MANIFEST_NAME
-        manifest_path.write_bytes(manifest)
+    with owned_scratch_dir(SCRATCH_PREFIXES[1]) as tmp:
+        manifest_path = tmp / MANIFEST_NAME
+        with disk_full_names(tmp, "writing the snapshot manifest"):
+            manifest_path.write_bytes(manifest)
         # The manifest alone, keyed by the snapshot id: readable without fetching the whole archive.
         manifest_artifact = store.put_file(manifest_path, sha256=snapshot_id)
     recorded = tracking.record_snapshot(
@@ -126,8 +137,21 @@ def take_snapshot(
         snapshot=recorded.snapshot, caption_version=recorded.caption_version, created=recorded.snapshot_created,
         caption_version_created=recorded.caption_version_created, archive_uri=archive.uri,
         manifest_uri=manifest_artifact.uri, subsets=dataset.subsets,
-        warnings=tuple(f for f in dataset.findings if not f.is_error), notes=recorded.notes,
+        warnings=findings, notes=recorded.notes,
     )
+
+
+def _lint_findings(dataset: ScannedDataset, path: str) -> tuple[Finding, ...]:
+    """Lint's errors and the reading's warnings, in lint's order (lint's own style warnings, e.g. hex codes or
+    keep_tokens prefixes, stay with `captions lint`: they depend on the run's settings)."""
+    report = lint_scanned(dataset, path=path)
+    from_reading = set(dataset.findings)
+    return tuple(f for f in report.findings if f.is_error or f in from_reading)
+
+
+def sweep_stale_scratch() -> list[Path]:
+    """Remove what killed snapshots left in TMPDIR (only stale folders: see orchestrator.scratch)."""
+    return sweep_stale(tempfile.gettempdir(), lambda name: name.startswith(SCRATCH_PREFIXES))
 
 
 def _archive(dataset: ScannedDataset, manifest: bytes, snapshot_id: str, store: ArtifactStore,
@@ -142,7 +166,8 @@ def _archive(dataset: ScannedDataset, manifest: bytes, snapshot_id: str, store: 
         # Same content already archived in this store: the archive would come out byte for byte the same.
         return Artifact(uri=store.uri_for(known.archive_sha256), sha256=known.archive_sha256,
                         size=known.archive_bytes or 0)
-    with tempfile.TemporaryDirectory(prefix="orchestrator-snapshot-") as tmp:
-        archive_path = Path(tmp) / f"{snapshot_id}.tar"
-        sha, _ = write_archive(dataset, manifest, archive_path)
+    with owned_scratch_dir(SCRATCH_PREFIXES[0]) as tmp:
+        archive_path = tmp / f"{snapshot_id}.tar"
+        with disk_full_names(tmp, "writing the snapshot archive"):
+            sha, _ = write_archive(dataset, manifest, archive_path)
         return store.put_file(archive_path, sha256=sha)

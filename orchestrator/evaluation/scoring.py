@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 import statistics
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from orchestrator.datasets.findings import WARNING, Finding
+from orchestrator.datasets.scan import IMAGE_DECODE_ERRORS, brief_error
 from orchestrator.errors import InputError
 from orchestrator.evaluation.metrics import Palette, palette_of, score_image
 from orchestrator.tracking.entities import ReferenceScore, SampleScore
@@ -68,23 +71,94 @@ def find_images(directory: Path) -> list[Path]:
                   and not _SMALL_SUFFIX.search(p.stem))
 
 
-def score_directory(directory: str | Path, *, palette: Palette | None = None) -> list[ScoredImage]:
+@dataclass(frozen=True)
+class ScoredFolder:
+    """What ``score DIR`` found: the scored images, and each file that could not be scored (naming it and why)."""
+
+    images: tuple[ScoredImage, ...]
+    skipped: tuple[Finding, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"images": [i.to_dict() for i in self.images], "skipped": [f.to_dict() for f in self.skipped]}
+
+
+class UnscorableImage(Exception):
+    """An image file that cannot be decoded: ``code`` and ``reason`` say why (as a lint finding would)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def open_decoded(path: Path) -> Image.Image:
+    """Open and fully decode an image (the caller closes it); raises :class:`UnscorableImage` for a file that is
+    empty, not an image, truncated or corrupt, too large to open safely (a decompression bomb), or unreadable."""
+    image = None
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between its pixel limit and twice that, then decodes hundreds of MB: no sample is
+            # that large, so the warning refuses the file as the error above the limit does.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        image.load()
+        return image
+    except BaseException as error:
+        if image is not None:
+            image.close()
+        if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            raise UnscorableImage("image-too-large", f"too large to open safely ({brief_error(error)})") from None
+        if isinstance(error, UnidentifiedImageError):
+            empty = path.stat().st_size == 0 if path.exists() else False
+            raise UnscorableImage("not-an-image", "an empty file (0 bytes)" if empty
+                                  else "not an image (Pillow cannot identify it)") from None
+        if isinstance(error, OSError) and error.errno is not None:  # the file system's error, not the decoder's
+            raise UnscorableImage("unreadable", f"cannot read ({error.strerror or error})") from None
+        if isinstance(error, IMAGE_DECODE_ERRORS):
+            raise UnscorableImage("corrupt-image", f"corrupt or truncated image ({brief_error(error)})") from None
+        raise
+
+
+_SKIP_HINT = "skipped, the other images were scored; re-export or remove the file"
+
+
+def score_folder(directory: str | Path, *, palette: Palette | None = None) -> ScoredFolder:
+    """Score every image under ``directory``. A file that cannot be decoded is skipped and reported (a warning
+    finding naming it, relative to ``directory``, and why) — one bad file never stops the others. Only when nothing
+    at all could be scored is it an error (``score`` then exits 1; with some images scored it exits 0 and prints
+    one warning line per skipped file)."""
     root = Path(directory)
     images = find_images(root)
     if not images:
         raise InputError(f"no images under {root}", "images must be .png, .jpg, .webp or .bmp")
-    scored = []
+    scored, skipped = [], []
     for path in images:
-        with Image.open(path) as image:
+        relative = str(path.relative_to(root))
+        try:
+            image = open_decoded(path)
+        except UnscorableImage as problem:
+            skipped.append(Finding(WARNING, problem.code, relative, problem.reason, _SKIP_HINT))
+            continue
+        with image:
             metrics = score_image(image, palette)
-        scored.append(ScoredImage(str(path.relative_to(root)), parse_epoch(path, root), prompt_name(path), metrics))
-    return scored
+        scored.append(ScoredImage(relative, parse_epoch(path, root), prompt_name(path), metrics))
+    if not scored:
+        first = skipped[0]
+        more = f" (and the {len(skipped) - 1} other image(s) too)" if len(skipped) > 1 else ""
+        raise InputError(f"no image under {root} could be scored: {first.path}: {first.message}{more}",
+                         "the files are empty, truncated or not images; re-export them")
+    return ScoredFolder(tuple(scored), tuple(skipped))
 
 
 def palette_from_images(paths: Iterable[Path]) -> Palette:
     images = []
     for path in paths:
-        with Image.open(path) as image:
+        try:
+            image = open_decoded(path)
+        except UnscorableImage as problem:
+            raise InputError(f"{path}: cannot take a reference palette from it: {problem.reason}",
+                             "re-export or remove the file") from None
+        with image:
             images.append(image.convert("RGB"))
     if not images:
         raise InputError("no training images to take a palette from", None)

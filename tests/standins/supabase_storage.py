@@ -1,12 +1,20 @@
 """TEST STAND-IN for Supabase Storage: an HTTP server on 127.0.0.1 that answers the Storage REST and TUS requests
 the way the real server (supabase/storage v1.22.x, checked against v1.22.10 run locally) does. It is not Supabase.
 
+Used ONLY for the faults the real server cannot be made to produce: injected 5xx bursts and 400s with a 5xx in the
+body, a connection dropped in the middle of a PATCH or a download, stalled answers (client timeouts), and a
+project-wide size limit small enough for a test. Everything else runs against the real server
+(tests/services/supabase_storage.py); test_the_standin_answers_as_the_real_server_does in
+tests/test_artifacts_supabase.py runs the same raw requests against both and compares every answer the fault tests
+rely on.
+
 What it mimics, because the backend must cope with it:
 
 - REST errors as HTTP 400 with the real status in a JSON body: ``{"statusCode": "404", "error": "not_found",
   "message": "Object not found"}``; 409 ``Duplicate`` on an existing path without ``x-upsert: true``; 413
-  ``EntityTooLarge`` ("Payload too large") over the file size limit; 403 ``Unauthorized`` for a bad key, except on
-  ``/object/info`` which accepts a bad key and answers 404 "Bucket not found" for a private bucket.
+  ``EntityTooLarge`` ("Payload too large") over the project's or the bucket's file size limit; 403 ``Unauthorized``
+  for a bad key, except on ``/object/info`` which accepts a bad key and answers 404 "Bucket not found" for a private
+  bucket.
 - TUS (``/upload/resumable``): ``Tus-Resumable: 1.0.0`` on every answer; POST with ``Upload-Length`` and
   ``Upload-Metadata`` (comma-separated ``key base64(value)`` pairs: bucketName, objectName, contentType,
   cacheControl, metadata) answers 201 with a ``Location`` whose last segment is base64url(bucket/object/version);
@@ -396,6 +404,11 @@ class SupabaseStorageStandIn:
             raise bucket_not_found()
         self._json(handler, meta)
 
+    def _limit(self, bucket: str) -> int:
+        """The project's file size limit, or the bucket's where it has a smaller one."""
+        own = (self.bucket_meta.get(bucket) or {}).get("file_size_limit")
+        return min(self.file_size_limit, int(own)) if own else self.file_size_limit
+
     def _find(self, bucket: str, name: str) -> StoredObject:
         if bucket not in self.buckets:
             raise bucket_not_found()
@@ -456,7 +469,7 @@ class SupabaseStorageStandIn:
         with self._lock:
             if bucket not in self.buckets:
                 raise bucket_not_found()
-            if len(data) > self.file_size_limit:
+            if len(data) > self._limit(bucket):
                 raise too_large()
             if name in self.buckets[bucket] and not upsert:
                 raise duplicate()
@@ -537,6 +550,8 @@ class SupabaseStorageStandIn:
             return self._tus_create(handler, record)
         with self._lock:
             upload = self.uploads.get(upload_id)
+        if upload is None and not _well_formed_upload_id(upload_id):
+            raise StorageError("400", "InvalidUploadId", "Invalid upload Id")
         if upload is None:
             return self._tus_send(handler, 404, "The file for this url was not found\n")
         if method == "HEAD":
@@ -558,7 +573,7 @@ class SupabaseStorageStandIn:
         length = record.headers.get("upload-length")
         if length is None or not length.isdigit():
             return self._tus_send(handler, 400, "Upload-Length or Upload-Defer-Length header required")
-        if int(length) > self.file_size_limit:
+        if int(length) > self._limit(metadata.get("bucketName", "")):
             return self._tus_send(handler, 413, "Maximum size exceeded")
         bucket, name = metadata.get("bucketName", ""), metadata.get("objectName", "")
         if bucket not in self.buckets:
@@ -599,6 +614,15 @@ class SupabaseStorageStandIn:
                 upload.data = bytearray()
                 headers["Tus-Complete"] = "1"
         self._tus_send(handler, 204, headers=headers)
+
+
+def _well_formed_upload_id(upload_id: str) -> bool:
+    """An upload id is base64url(bucket/object/version); anything else the real server answers 400 InvalidUploadId."""
+    try:
+        decoded = base64.urlsafe_b64decode(upload_id + "=" * (-len(upload_id) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return decoded.count("/") >= 2 and all(decoded.split("/"))
 
 
 def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], tuple[bytes, str]]:
