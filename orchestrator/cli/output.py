@@ -39,6 +39,10 @@ class OrchestratorGroup(click.Group):
             # The reader went away (`… | head`): what it wanted it has; stop quietly, as a tool killed by SIGPIPE does.
             _silence_stdout()
             ctx.exit(BROKEN_PIPE_EXIT_CODE)
+        except SystemExit as stop:
+            if isinstance(stop.__context__, BrokenPipeError):  # rich's own way out of a closed pipe: exit 1
+                ctx.exit(BROKEN_PIPE_EXIT_CODE)
+            raise
         except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
             if _debug_requested(ctx):
                 raise
