@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make demo   - install into .venv and run the main job on the embedded defaults (SQLite + local artifact store)
-#   make test   - install into .venv with the test extras, make sure PostgreSQL is up, run the whole test suite
+#   make test   - install into .venv with the test extras, make sure PostgreSQL is up, set up the pinned sd-scripts
+#                 (CPU venv, test model; cached outside the repo), run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -23,8 +24,11 @@ postgres:
 demo: install
 	ORCHESTRATOR_HOME=$${ORCHESTRATOR_HOME:-$(CURDIR)/.work/demo-home} bash tools/demo.sh $(BIN)/orchestrator
 
+# The pinned sd-scripts (from ../shared/vendor), a CPU venv for it and the test model, built once outside the repo;
+# an explicit SD_SCRIPTS_DIR wins.
 test: install-test postgres
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@sd_env=$$( [ -n "$${SD_SCRIPTS_DIR:-}" ] || bash tools/ensure-sd-scripts.sh ) || exit 1; \
+	env $$sd_env $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: install-test postgres
 	$(BIN)/python bench/bench_views.py

@@ -26,7 +26,7 @@ from orchestrator.kohya.plan import Plan, make_plan, write_plan
 from orchestrator.kohya.settings import resolve_settings
 from orchestrator.kohya.render import DatasetLayout, RenderContext, parse_dreambooth_folder, subset_in_work_dir
 from orchestrator.kohya.trainer_log import TrainerEvent
-from orchestrator.sd_scripts import SdScripts, locate, pinned_commit
+from orchestrator.sd_scripts import COMMIT_FILE, SdScripts, locate, pinned_commit, same_commit
 from orchestrator.spec import RunSpec
 from orchestrator.tracking.entities import NewRun, RunRecord
 from orchestrator.tracking.runs import new_run_id
@@ -44,6 +44,7 @@ class PreparedRun:
     work_dir: Path
     command: TrainerCommand
     sd_scripts: SdScripts
+    commit_drift: str | None = None  # what --allow-commit-drift let through (also recorded as an event)
 
 
 def default_tokenizer_cache() -> Path:
@@ -127,15 +128,7 @@ def prepare_run(
     """
     _check_evaluation_can_run(spec)
     sd = locate(sd_scripts or spec.sd_scripts.path)
-    expected = spec.sd_scripts.commit or pinned_commit()
-    if sd.commit != expected:
-        if parent is not None and not allow_commit_drift:
-            raise ConfigError(
-                f"sd-scripts at {sd.path} is at commit {str(sd.commit)[:12]}, the parent run used "
-                f"{expected[:12]}", "check out the parent's commit, or pass --allow-commit-drift")
-        if parent is None and sd.commit is None:
-            raise ConfigError(f"cannot tell which commit sd-scripts at {sd.path} is at",
-                              f"use a git checkout, or write the commit id into {sd.path}/.sd_scripts_commit")
+    drift = check_commit(sd, spec, parent, allow_commit_drift=allow_commit_drift)
     if not spec.base_model.path:
         raise InputError("the spec's base_model has no path", "launch needs a local model: set base_model.path "
                          "(a .safetensors file or a diffusers folder; `orchestrator testmodel build DIR` makes one)")
@@ -151,7 +144,9 @@ def prepare_run(
     _check_caption_version(store, spec, snapshot.caption_version_id)
     layout = _layout_from_snapshot(store, snapshot.id)
     run_id = claimed.id if claimed else new_run_id()
-    work_dir = (work_root or runs_root()) / run_id
+    # a requeued run's new attempt gets a fresh folder: the last one's may still be there (same machine)
+    attempt = claimed.attempt if claimed else 1
+    work_dir = (work_root or runs_root()) / (run_id if attempt <= 1 else f"{run_id}-attempt{attempt}")
     tokenizer_dir = tokenizer_cache_dir or default_tokenizer_cache()
     write_sd_scripts_tokenizer_cache(tokenizer_dir)
     context = RenderContext(sd_scripts_dir=str(sd.path), work_dir=str(work_dir), python=sd.python,
@@ -186,6 +181,8 @@ def prepare_run(
             executor=resolved.executor.kind, parent_run_id=parent.id if parent else None, tags=resolved.tags,
             notes=resolved.notes, **fields,
         ))
+    if drift:
+        store.record_event(run.id, "log", message=drift)
     try:
         from orchestrator.datasets.materialize import materialize_snapshot
 
@@ -201,7 +198,35 @@ def prepare_run(
         argv=list(rendered.argv), env=trainer_environment(dict(rendered.env)), cwd=work_dir,
         output_dir=work_dir / "output", logging_dir=work_dir / "logs", log_file=work_dir / "train.log",
     )
-    return PreparedRun(run=run, plan=plan, work_dir=work_dir, command=command, sd_scripts=sd)
+    return PreparedRun(run=run, plan=plan, work_dir=work_dir, command=command, sd_scripts=sd, commit_drift=drift)
+
+
+def check_commit(sd: SdScripts, spec: RunSpec, parent: RunRecord | None, *, allow_commit_drift: bool) -> str | None:
+    """Refuse sd-scripts at an unknown commit or another than expected (a reproduction: the commit its parent
+    recorded; else the spec's, by default the pinned one) unless ``allow_commit_drift``; then return the note the run
+    records. The run records the commit found, None when unknown."""
+    if parent is not None:
+        expected, whose = parent.sd_scripts_commit, f"the parent run {parent.id} recorded"
+    else:
+        expected = spec.sd_scripts.commit or pinned_commit()
+        whose = "the pinned commit is" if expected == pinned_commit() else "the spec asks for"
+    if same_commit(sd.commit, expected):
+        return None
+    if sd.commit is None:
+        problem = (f"cannot tell which commit sd-scripts at {sd.path} is at (no {COMMIT_FILE} marker, and it is not "
+                   "the top level of a git checkout)")
+        hint = (f"use a git checkout of sd-scripts, write the commit id into {sd.path / COMMIT_FILE}, or pass "
+                "--allow-commit-drift (the run then records the commit as unknown)")
+    elif expected is None:
+        problem = (f"the parent run {parent.id} recorded no sd-scripts commit, so sd-scripts at {sd.path} "
+                   f"({sd.commit[:12]}) cannot be shown to be the same")
+        hint = "pass --allow-commit-drift to run anyway"
+    else:
+        problem = f"sd-scripts at {sd.path} is at commit {sd.commit[:12]}, {whose} {expected[:12]}"
+        hint = f"check out {expected[:12]}, or pass --allow-commit-drift (the run records {sd.commit[:12]})"
+    if not allow_commit_drift:
+        raise ConfigError(problem, hint)
+    return f"--allow-commit-drift: {problem}"
 
 
 def _check_evaluation_can_run(spec: RunSpec) -> None:
@@ -337,13 +362,20 @@ def _queued_with(store: TrackingStore, resolved: RunSpec, snapshot, queue: str |
 
 
 def run_claimed(store: TrackingStore, artifacts: ArtifactStore, claimed: RunRecord, *, sd_scripts: str | None = None,
-                work_root: Path | None = None,
-                on_event: Callable[[TrainerEvent], None] | None = None) -> RunOutcome:
-    """A worker's side: complete the claimed run's record with this machine's rendering, then train."""
+                work_root: Path | None = None, allow_commit_drift: bool = False,
+                on_event: Callable[[TrainerEvent], None] | None = None, launched_by: str | None = None) -> RunOutcome:
+    """A worker's side: complete the claimed run's record with this machine's rendering, then train.
+
+    ``launched_by``: the launcher that started this worker ("ssh"), so a missing sd-scripts or Python is
+    reported with that launch's options."""
     try:
+        if launched_by:
+            from orchestrator.executors.remote import check_worker_setup
+
+            check_worker_setup(sd_scripts, launched_by=launched_by)
         spec = RunSpec.from_dict(claimed.spec or {})
         prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, snapshot_id=claimed.dataset_snapshot_id,
-                               work_root=work_root, claimed=claimed)
+                               work_root=work_root, claimed=claimed, allow_commit_drift=allow_commit_drift)
     except OrchestratorError as error:
         if store.get_run(claimed.id).status == "running":
             store.set_status(claimed.id, "failed", error_summary=f"the worker could not prepare the run: "

@@ -56,15 +56,34 @@ def locate(explicit: str | os.PathLike[str] | None = None) -> SdScripts:
 
 
 def read_commit(path: Path) -> str | None:
+    """The commit of the sd-scripts at ``path``: its ``.sd_scripts_commit`` marker, else ``HEAD`` of the git
+    repository whose top level ``path`` is; None when neither says (unknown stays unknown).
+
+    ``git -C PATH rev-parse HEAD`` alone walks up: an export inside another repository would report that
+    repository's HEAD.
+    """
     marker = path / COMMIT_FILE
     if marker.is_file():
         return marker.read_text().strip() or None
+    top = _git(path, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != Path(path).resolve():
+        return None
+    return _git(path, "rev-parse", "HEAD")
+
+
+def _git(path: Path, *args: str) -> str | None:
     try:
-        result = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
+        result = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    return (result.stdout.strip() or None) if result.returncode == 0 else None
+
+
+def same_commit(found: str | None, expected: str | None) -> bool:
+    """Whether a commit id and an expected one (a spec may give 7+ characters) name the same commit."""
+    if not found or not expected or min(len(found), len(expected)) < 7:
+        return False
+    return found.startswith(expected) or expected.startswith(found)
 
 
 def trainer_python(path: Path) -> str:

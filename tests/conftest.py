@@ -31,6 +31,35 @@ def wait_for_port(port: int, process, what: str, seconds: float = 10.0) -> None:
     pytest.fail(f"{what} did not start: {process.stderr.read().decode(errors='replace')}")
 
 
+#: The only skips CI accepts: what needs the GPU side (torch, diffusers: the `gpu` extra) or a GPU. Any other skip
+#: under CI=true (a service that did not start, sd-scripts not set up, a missing tool) fails the run.
+CI_ALLOWED_SKIPS = ("needs the gpu extra", "generation needs the gpu extra", "needs a GPU", "needs CUDA")
+_skips: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skips.append((report.nodeid, reason.removeprefix("Skipped: ")))
+
+
+def unexpected_skips(skips: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(node, reason) for node, reason in skips if not any(a in reason for a in CI_ALLOWED_SKIPS)]
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if os.environ.get("CI") != "true":
+        return
+    wrong = unexpected_skips(_skips)
+    if wrong:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        write = reporter.write_line if reporter else print
+        write(f"CI: {len(wrong)} test(s) skipped for a reason CI does not accept (allowed: GPU only):")
+        for node, reason in wrong:
+            write(f"  {node}: {reason}")
+        session.exitstatus = 1
+
+
 PG_SERVER_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "orchestrator"
 
 #: Lowest first. Units within one layer may import each other only in the order listed (earlier ones lower).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("orchestrator", "errors", "config", "resources", "families", "problems", "sd_scripts",
+    ("foundation", ("orchestrator", "errors", "config", "resources", "scratch", "families", "problems", "sd_scripts",
                     "clip_tokenizer")),
     ("data", ("spec", "suites")),
     ("kohya", ("kohya",)),

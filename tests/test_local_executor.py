@@ -78,6 +78,9 @@ def test_crash_marks_failed_with_the_last_lines(store, artifacts, tmp_path):
     assert (outcome.status, record.status, record.exit_code) == ("failed", "failed", 3)
     assert "CUDA out of memory" in record.error_summary and "exited with 3" in record.error_summary
     assert len(store.checkpoints(run.id)) == 1  # epoch 1 was saved before the crash and is kept
+    # the crash came in epoch 2: epoch 1 ended, epoch 2 did not (issue 21, item 8)
+    assert [e.epoch for e in store.events(run.id, kind="epoch")] == [1]
+    assert [e.epoch for e in store.events(run.id, kind="epoch_start")] == [1, 2]
     assert any("CUDA out of memory" in (e.message or "") for e in store.events(run.id, kind="log"))
 
 
@@ -122,6 +125,7 @@ def test_cancel_stops_the_whole_process_group_and_keeps_checkpoints(store, artif
     assert result["outcome"].status == "cancelled"
     assert store.get_run(run.id).status == "cancelled"
     assert [c.epoch for c in store.checkpoints(run.id)] == [1]
+    assert [e.message for e in store.events(run.id, kind="epoch")] == ["epoch 1 ended"]  # stopped inside epoch 2
     deadline = time.time() + 10
     while _alive(child_pid) and time.time() < deadline:
         time.sleep(0.1)

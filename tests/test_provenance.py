@@ -20,7 +20,8 @@ def _lora(path, **metadata):
             "ss_tag_frequency": json.dumps({"10_punk": {"pixel art": 24}}), "ss_resolution": "(512, 512)",
             "ss_num_epochs": "2", "ss_training_started_at": "1.0"}
     base.update(metadata)
-    save_file({"w": np.arange(8, dtype=np.float16) * float(base["ss_epoch"])}, str(path), metadata=base)
+    scale = int(base["ss_epoch"]) % 7 + 1  # epochs differ in content; out-of-range epochs still make finite weights
+    save_file({"w": np.arange(8, dtype=np.float16) * np.float16(scale)}, str(path), metadata=base)
     return path
 
 
@@ -80,3 +81,74 @@ def test_verify_repro_reports_each_field(store, artifacts, tmp_path):
 
     with pytest.raises(InputError, match="not a reproduction"):
         compare_with_parent(store, parent.id)
+
+
+def _raw_safetensors(path, header: dict, data: bytes):
+    """A safetensors file written byte by byte, for headers no library would write."""
+    encoded = json.dumps(header).encode()
+    path.write_bytes(len(encoded).to_bytes(8, "little") + encoded + data)
+    return path
+
+
+def _truncated(path):
+    _lora(path)
+    content = path.read_bytes()
+    path.write_bytes(content[:-4])
+    return path
+
+
+def _metadata_list(path):
+    return _raw_safetensors(path, {"__metadata__": ["ss_epoch", "2"],
+                                   "w": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4)
+
+
+BAD_LORAS = [
+    (_truncated, r"shorter than its header says \(tensor 'w' ends at byte 16 of the data; the file holds 12\)"),
+    (_metadata_list, r"__metadata__ is a list, not a table of strings"),
+    (lambda p: _lora(p, ss_epoch="99999999999"), r"metadata ss_epoch = 99999999999 is out of range"),
+    (lambda p: _lora(p, ss_epoch="-1"), r"metadata ss_epoch = -1 is out of range"),
+    (lambda p: _lora(p, ss_steps=str(2**31)), r"metadata ss_steps = 2147483648 is out of range"),
+    (lambda p: _lora(p, ss_seed=str(2**64)), r"metadata ss_seed = 18446744073709551616 is out of range"),
+    (lambda p: _lora(p, ss_network_alpha="inf"), r"metadata ss_network_alpha = inf is not a finite number"),
+    (lambda p: _lora(p, ss_output_name="p" * 300), r"metadata ss_output_name is 300 characters, more than 200"),
+    (lambda p: _lora(p, ss_output_name="punk\x00s"), r"metadata ss_output_name contains a NUL character"),
+    (lambda p: _lora(p, ss_resolution="(" + "512, " * 10 + ")"), r"metadata ss_resolution is \d+ characters"),
+    (lambda p: _raw_safetensors(p, {"__metadata__": {"ss_epoch": 2},
+                                    "w": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4),
+     r"__metadata__ 'ss_epoch' is a number, not a string"),
+    (lambda p: _raw_safetensors(p, {"w": {"dtype": "F16", "shape": [3], "data_offsets": [0, 4]}}, b"\0" * 4),
+     r"tensor 'w': 4 bytes for shape \[3\] of F16"),
+]
+
+
+@pytest.mark.parametrize("write, message", BAD_LORAS, ids=[m[:30] for _, m in BAD_LORAS])
+def test_a_bad_lora_is_refused_naming_file_and_field_and_nothing_is_written(store, artifacts, tmp_path, write,
+                                                                              message):
+    path = write(tmp_path / "bad.safetensors")
+    with pytest.raises(InputError, match=message) as caught:
+        import_lora(store, artifacts, path)
+    assert str(path) in str(caught.value) and caught.value.hint
+    assert store.list_runs() == [] and store.find_checkpoints() == []
+    assert list(artifacts.list()) == []
+
+
+def test_a_bad_lora_is_one_error_line_on_the_cli(db_url, tmp_path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    path = _lora(tmp_path / "long.safetensors", ss_output_name="p" * 300)
+    result = CliRunner().invoke(cli, ["--database", db_url, "import-lora", str(path), "--store",
+                                      (tmp_path / "store").as_uri()])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == (f"Error: {path}: metadata ss_output_name is 300 characters, more than 200 "
+                                     "(hint: run names are at most 200 characters: rename the file, or fix the "
+                                     "metadata)")
+    listed = CliRunner().invoke(cli, ["--database", db_url, "runs", "list", "--json"])
+    assert json.loads(listed.output) == []
+
+
+def test_unset_numbers_are_unknown_not_refused(store, artifacts, tmp_path):
+    imported = import_lora(store, artifacts, _lora(tmp_path / "x.safetensors", ss_seed="None", ss_network_dim="None"))
+    run = store.get_run(imported.run_id)
+    assert (run.seed, run.network_dim, run.network_alpha) == (None, None, 16.0)

@@ -331,3 +331,31 @@ def test_the_image_entrypoint_terminates_the_pod_even_when_the_worker_fails(db_u
         record = store.get_run(run.id)
         assert record.status == "failed" and record.cost_usd is not None
         assert [e.data["action"] for e in store.events(run.id, kind="remote")] == ["created", "self_terminated"]
+
+
+def test_requeue_creates_a_pod_again_with_the_last_pods_settings(store, runpod_api):
+    """`runs requeue` of a RunPod run sends it back to RunPod (issue 21, item 3): a new pod, same GPU and image."""
+    from orchestrator.runs import requeue_run
+
+    run = _queued(store)
+    launch_on_runpod(store, run, gpu_type="NVIDIA A100 80GB PCIe", image="img:2", cloud_type="COMMUNITY", disk_gb=70,
+                     environ=ENV, wait=False)
+    store.set_status(run.id, "failed", error_summary="the pod's worker crashed")
+    again = requeue_run(store, run.id, database_url=DB_URL, store_uri=STORE_URI, environ=ENV)
+    assert (again.status, again.attempt, again.remote_kind, again.remote_id) == ("queued", 2, "runpod", "pod002")
+    creates = [q for q in runpod_api.queries if "podFindAndDeployOnDemand" in q]
+    assert len(creates) == 2
+    for fragment in ('imageName: "img:2"', "cloudType: COMMUNITY", "containerDiskInGb: 70",
+                     'gpuTypeId: "NVIDIA A100 80GB PCIe"'):
+        assert fragment in creates[1]
+    assert runpod_api.pods["pod002"]["env"]["ORCHESTRATOR_RUN_ID"] == run.id
+    # --on queue instead: no pod, just the queue
+    store.set_status(run.id, "failed", error_summary="again")
+    queued = requeue_run(store, run.id, on="queue:gpu", database_url=DB_URL, store_uri=STORE_URI, environ=ENV)
+    assert (queued.status, queued.queue, queued.remote_kind, queued.attempt) == ("queued", "gpu", None, 3)
+    assert len([q for q in runpod_api.queries if "podFindAndDeployOnDemand" in q]) == 2
+
+
+def test_a_laptop_ca_bundle_path_does_not_go_to_a_pod():
+    env = pod_environment("abc", DB_URL, STORE_URI, ENV | {"AWS_CA_BUNDLE": "/Users/me/corp-ca.pem"})
+    assert "AWS_CA_BUNDLE" not in env

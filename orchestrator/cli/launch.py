@@ -13,6 +13,10 @@ sd_scripts_option = click.option(
     "--sd-scripts", "sd_scripts", metavar="PATH", envvar="SD_SCRIPTS_DIR",
     help="sd-scripts checkout (env SD_SCRIPTS_DIR). Its Python: env SD_SCRIPTS_PYTHON, a venv inside it, or ours.",
 )
+allow_commit_drift_option = click.option(
+    "--allow-commit-drift", is_flag=True,
+    help="Run even if sd-scripts is at another commit than expected (a reproduction: the parent's; else the spec's, "
+         "by default the pinned one) or at an unknown one; the run records the commit found (unknown stays unknown).")
 store_option = click.option("--store", "store_uri", metavar="URI", envvar="ORCHESTRATOR_STORE",
                             help="Artifact store (default: the per-user local store).")
 
@@ -61,6 +65,8 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
     from orchestrator.launch import execute  # here for start-up speed
 
     click.echo(f"run {prepared.run.id} ({prepared.run.name}): work dir {prepared.work_dir}", err=True)
+    if prepared.commit_drift:
+        click.echo(f"warning: {prepared.commit_drift}", err=True)
     with LiveProgress(quiet=as_json or not sys.stderr.isatty()) as live:
         outcome = execute(store, artifacts, prepared, on_event=live)
     run = store.get_run(prepared.run.id)
@@ -88,18 +94,28 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @store_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path),
               help="Where run work directories go (default: <data dir>/runs).")
+@allow_commit_drift_option
 @click.option("--on", "on", default="local", show_default=True, metavar="local|queue[:NAME]|ssh://USER@HOST[:PORT]",
               help="local: run it here now. queue: record it as queued (dataset stored first) for "
                    "`orchestrator worker` on a machine that reaches the same database and store. ssh://: queue it "
-                   "and start that worker on the host over SSH; returns at once (see `runs watch`) unless --wait.")
+                   "and start that worker on the host over SSH (the host, its orchestrator, sd-scripts and Python "
+                   "checked first); returns once the worker has claimed the run (see `runs watch`) unless --wait.")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="OPT",
               help="Extra argument for ssh (repeatable), e.g. --ssh-option=-i --ssh-option=~/.ssh/gpu_key.")
 @click.option("--remote-orchestrator", default="orchestrator", show_default=True,
               help="The orchestrator command on the remote host.")
 @click.option("--remote-sd-scripts", metavar="PATH", help="sd-scripts checkout on the remote host.")
+@click.option("--remote-sd-scripts-python", metavar="PATH", help="With ssh://: the Python that runs sd-scripts on the "
+              "host (its SD_SCRIPTS_PYTHON; default: a venv inside the checkout, else the worker's).")
+@click.option("--accept-new-host-key", is_flag=True, help="With ssh://: trust a host not yet in known_hosts on first "
+              "contact (StrictHostKeyChecking=accept-new); a changed key is still refused.")
+@click.option("--claim-timeout", type=click.FloatRange(min=1), default=120, show_default=True, metavar="SECONDS",
+              help="With ssh:// (no --wait): how long to wait for the remote worker to claim the run.")
 @click.option("--wait", is_flag=True, help="With ssh:// or runpod: stay until the remote worker ends (with runpod: "
-              "then terminate the pod); exit 1 unless it succeeded. Without it the launch returns at once and the "
-              "RunPod pod terminates itself when its worker ends.")
+              "then terminate the pod); exit 1 unless it succeeded. Without it the launch returns at once (ssh: once "
+              "the worker has claimed the run) and the RunPod pod terminates itself when its worker ends. With "
+              "ssh://, Ctrl-C or a dropped connection leaves the remote run going.")
+@click.option("--cancel-on-interrupt", is_flag=True, help="With ssh:// --wait: Ctrl-C cancels the remote run.")
 @click.option("--gpu", "gpu_type", default="NVIDIA H100 80GB HBM3", show_default=True, help="With runpod: GPU type.")
 @click.option("--image", default="ghcr.io/your-team/orchestrator-worker:latest", show_default=True,
               help="With runpod: the worker image (docker/README.md).")
@@ -109,8 +125,11 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @json_option
 @pass_state
 def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str | None, work_root: Path | None,
-           on: str, ssh_options: tuple[str, ...], remote_orchestrator: str, remote_sd_scripts: str | None,
-           wait: bool, gpu_type: str, image: str, cloud_type: str, disk_gb: int, as_json: bool) -> None:
+           allow_commit_drift: bool, on: str, ssh_options: tuple[str, ...], remote_orchestrator: str,
+           remote_sd_scripts: str | None, remote_sd_scripts_python: str | None, accept_new_host_key: bool,
+           claim_timeout: float, wait: bool, cancel_on_interrupt: bool, gpu_type: str, image: str, cloud_type: str,
+           disk_gb: int,
+           as_json: bool) -> None:
     """Record and run SPEC: snapshot, validate, render, train, register checkpoints."""
     from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.errors import InputError
@@ -118,13 +137,19 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
     from orchestrator.launch import enqueue, prepare_run
     from orchestrator.kohya.validate import load_checked_spec
 
-    spec = load_checked_spec(spec_path)
     target, _, queue_name = on.partition(":")
-    if on.startswith("ssh://"):
-        target = "ssh"
+    ssh_target = None
+    if on.startswith("ssh:"):
+        from orchestrator.executors.ssh import parse_target
+
+        target, ssh_target = "ssh", parse_target(on)  # a malformed target is refused before the spec is read
     elif target not in ("local", "queue", "runpod"):
         raise InputError(f"--on {on!r} is not a known launcher",
                          "use local, queue[:NAME], ssh://USER@HOST[:PORT] or runpod")
+    if allow_commit_drift and target != "local":
+        raise InputError("--allow-commit-drift applies to a local launch; a worker checks its own sd-scripts",
+                         "pass --allow-commit-drift to `orchestrator worker` where the run trains")
+    spec = load_checked_spec(spec_path)
     if target == "runpod":
         import os
 
@@ -153,8 +178,17 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
                            "worker ends (`orchestrator runs cancel` stops it sooner)", err=True)
             return
         if target == "ssh":
-            _launch_over_ssh(state, store, artifacts, spec, on, ssh_options, remote_orchestrator, remote_sd_scripts,
-                             wait, as_json)
+            from orchestrator.executors.ssh import SshLauncher, start_over_ssh  # here for start-up speed
+
+            launcher = SshLauncher(ssh_target, options=ssh_options, remote_orchestrator=remote_orchestrator,
+                                   accept_new_host_key=accept_new_host_key)
+            run = start_over_ssh(store, lambda: enqueue(store, artifacts, spec, remote_kind="ssh"), launcher,
+                                 database_url=state["settings"].database_url, store_uri=artifacts.uri,
+                                 remote_sd_scripts=remote_sd_scripts,
+                                 remote_sd_scripts_python=remote_sd_scripts_python, wait=wait,
+                                 claim_timeout=claim_timeout, cancel_on_interrupt=cancel_on_interrupt,
+                                 on_line=lambda line: click.echo(line, err=True))
+            echo_remote_run(run, wait=wait, as_json=as_json)
             return
         if target == "queue":
             run = enqueue(store, artifacts, spec, queue=queue_name or None)
@@ -164,37 +198,21 @@ def launch(state: State, spec_path: Path, sd_scripts: str | None, store_uri: str
                 click.echo(f"{run.id}  queued{f' on {queue_name}' if queue_name else ''}: start "
                            f"`orchestrator worker --run-id {run.id}` where the GPU is")
             return
-        prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, work_root=work_root)
+        prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, work_root=work_root,
+                               allow_commit_drift=allow_commit_drift)
         _run_and_report(state, store, artifacts, prepared, as_json)
 
 
-def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options, remote_orchestrator: str,
-                     remote_sd_scripts: str | None, wait: bool, as_json: bool) -> None:
-    import os
-
-    # here for start-up speed
-    from orchestrator.executors.remote import LOCAL_HOSTS, check_remote_reachable
-    from orchestrator.executors.ssh import SshLauncher, launch_on_ssh, parse_target
-    from orchestrator.launch import enqueue
-
-    database_url = state["settings"].database_url
-    target = parse_target(on)
-    # before anything is queued
-    check_remote_reachable(database_url, artifacts.uri, os.environ, worker_on_this_machine=target.host in LOCAL_HOSTS)
-    launcher = SshLauncher(target, options=ssh_options, remote_orchestrator=remote_orchestrator)
-    launcher.check_connection()
-    run = enqueue(store, artifacts, spec, remote_kind="ssh")
-    final = launch_on_ssh(store, run, launcher, database_url=database_url, store_uri=artifacts.uri,
-                          worker_args=["--sd-scripts", remote_sd_scripts] if remote_sd_scripts else [], wait=wait,
-                          on_line=lambda line: click.echo(line, err=True))
+def echo_remote_run(run, *, wait: bool, as_json: bool) -> None:
+    """A run started on an SSH host: one line (or its JSON); exit 1 unless it is running or, with wait, succeeded."""
     if as_json:
-        echo_json(final.to_dict())
+        echo_json(run.to_dict())
     else:
-        click.echo(f"{run.id}  {final.status} on {target}" + ("" if wait else f": follow with `orchestrator runs "
-                                                               f"watch {run.id}`"))
-    if (wait and final.status != "succeeded") or final.status == "failed":
-        if final.error_summary and not as_json:
-            click.echo(final.error_summary, err=True)
+        click.echo(f"{run.id}  {run.status} on {run.remote_id}" + ("" if wait or run.status != "running" else
+                   f": follow with `orchestrator runs watch {run.id}`"))
+    if (wait and run.status != "succeeded") or run.status in ("failed", "cancelled", "lost"):
+        if run.error_summary and not as_json:
+            click.echo(run.error_summary, err=True)
         sys.exit(1)
 
 
@@ -202,7 +220,7 @@ def _launch_over_ssh(state: State, store, artifacts, spec, on: str, ssh_options,
 @click.argument("run_ref", metavar="RUN_ID")
 @sd_scripts_option
 @store_option
-@click.option("--allow-commit-drift", is_flag=True, help="Run even if sd-scripts is at another commit.")
+@allow_commit_drift_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path))
 @json_option
 @pass_state
@@ -239,7 +257,7 @@ def import_lora_command(state: State, file: Path, store_uri: str | None, as_json
         return
     how = {"sha256": "already recorded (same file)", "session_id": "linked by its training session",
            "orphan": "no recorded run made it: recorded as an orphan run"}[result.linked_by]
-    click.echo(f"{file.name}: run {result.run_id}, {how}")
+    click.echo(f"{file.name}: run {result.run_id} ({result.run_name}), {how}")
     for key in ("ss_output_name", "ss_seed", "ss_epoch", "ss_network_dim", "ss_network_alpha", "ss_sd_model_name"):
         if key in result.metadata:
             click.echo(f"  {key} = {result.metadata[key]}")
@@ -276,14 +294,24 @@ def testmodel_build(dest: Path, seed: int, dtype: str, device: str, force: bool,
 @sd_scripts_option
 @store_option
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path))
+@allow_commit_drift_option
 @click.option("--terminate-pod", is_flag=True, help="Inside a RunPod pod: when done, record the cost and terminate "
               "this pod ($RUNPOD_POD_ID, $RUNPOD_API_KEY); the worker image's entrypoint passes it.")
+@click.option("--check", "check_only", is_flag=True, help="Only check this machine (sd-scripts, its Python) and "
+              "print what was found; claims nothing (`launch --on ssh://` runs it on the host first).")
+@click.option("--launched-by", "launched_by", type=click.Choice(["ssh"]), hidden=True,
+              help="The launcher that started this worker: hints name its options.")
+@json_option
 @pass_state
 def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_scripts: str | None,
-           store_uri: str | None, work_root: Path | None, terminate_pod: bool) -> None:
+           store_uri: str | None, work_root: Path | None, allow_commit_drift: bool, terminate_pod: bool,
+           check_only: bool, launched_by: str | None, as_json: bool) -> None:
     """Claim a queued run (exactly one worker gets it), train it here, record everything; exit 1 on failure."""
     import socket
 
+    if check_only:
+        _check_worker(sd_scripts, launched_by, as_json)
+        return
     from orchestrator.artifacts import open_store  # here for start-up speed
     from orchestrator.executors.liveness import mark_stale_runs_lost
     from orchestrator.launch import run_claimed
@@ -305,10 +333,12 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                     click.echo("no queued run", err=True)
                     break
                 handled.append(claimed.id)
+                # `launch --on ssh://` waits for this line in the worker's log (executors/ssh.py): keep its start
                 click.echo(f"claimed {claimed.id} ({claimed.name}, attempt {claimed.attempt})", err=True)
                 with LiveProgress(quiet=not sys.stderr.isatty()) as live:
                     outcome = run_claimed(store, artifacts, claimed, sd_scripts=sd_scripts, work_root=work_root,
-                                          on_event=live)
+                                          allow_commit_drift=allow_commit_drift, on_event=live,
+                                          launched_by=launched_by)
                 click.echo(f"run {claimed.id}: {outcome.status} in {outcome.wall_seconds:.1f} s")
                 failures += outcome.status != "succeeded"
                 if not loop or run_id:
@@ -325,3 +355,23 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                 terminate_own_pod(store, list(dict.fromkeys(handled)), environ=os.environ)
     if failures:
         sys.exit(1)
+
+
+def _check_worker(sd_scripts: str | None, launched_by: str | None, as_json: bool) -> None:
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.executors.remote import check_worker_setup  # here for start-up speed
+
+    try:
+        found = check_worker_setup(sd_scripts, launched_by=launched_by)
+    except OrchestratorError as error:
+        if not as_json:
+            raise
+        echo_json({"ok": False, "error": error.message, "hint": error.hint})  # the launcher reads it
+        sys.exit(error.exit_code)
+    if as_json:
+        echo_json(found)
+    else:
+        click.echo(f"sd-scripts {found['sd_scripts']} (commit {found['commit'] or 'unknown'}), "
+                   f"Python {found['python']}")
+        for name, path in found["missing_files"].items():
+            click.echo(f"{name}={path}: no such file here", err=True)

@@ -104,22 +104,51 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def verify_repro(state: State, run_ref: str, as_json: bool) -> None:
-    """Compare a reproduction with its parent: rendered files, provenance and final checkpoint metadata."""
-    from orchestrator.provenance import compare_with_parent  # here for start-up speed
+    """Compare a reproduction with its parent: inputs (rendered files, provenance, final checkpoint metadata), then
+    the outcome (per-epoch loss and scores, weight cosine per LoRA module) within named tolerances. Exit 0 only for
+    "same inputs, outcome within tolerance"."""
+    from orchestrator.provenance import TOLERANCES, WEIGHT_MEAN_COSINE, WEIGHT_MIN_COSINE, verify_reproduction
 
     with state.store() as store:
-        parent, child, rows = compare_with_parent(store, run_ref)
-    mismatches = [r for r in rows if r.verdict in ("mismatch", "missing")]
+        report = verify_reproduction(store, run_ref)
     if as_json:
-        echo_json({"parent": parent.id, "run": child.id, "fields": [r.to_dict() for r in rows],
-                   "matches": not mismatches})
+        echo_json(report.to_dict())
     else:
+        parent, child = report.parent, report.child
         echo_table(["field", "verdict", "parent", "reproduction"],
-                   [[r.field, r.verdict, r.parent, r.child] for r in rows],
-                   title=f"{child.id} vs parent {parent.id}")
-        click.echo("reproduction matches" if not mismatches else f"{len(mismatches)} field(s) differ")
-    if mismatches:
+                   [[r.field, r.verdict, r.parent, r.child] for r in report.fields],
+                   title=f"inputs: {child.id} vs parent {parent.id}")
+        for row in report.fields:
+            if row.note and row.verdict != "match":
+                click.echo(f"{row.field}: {row.note}")
+        if report.outcome:
+            echo_table(["metric", "epoch", "parent", "reproduction", "difference", "verdict"],
+                       [[r.metric, r.epoch, r.parent, r.child, r.difference, r.verdict] for r in report.outcome],
+                       title="outcome")
+            click.echo("tolerance: |difference| <= relative x the larger + absolute: "
+                       + ", ".join(f"{k} {t.relative:g} x + {t.absolute:g}" for k, t in TOLERANCES.items()))
+        weights = report.weights
+        if weights:
+            click.echo(f"weights of the final checkpoints: {weights.module_count} modules, cosine min "
+                       f"{_number(weights.min_cosine)}, mean {_number(weights.mean_cosine)} (tolerance: min >= "
+                       f"{WEIGHT_MIN_COSINE}, mean >= {WEIGHT_MEAN_COSINE}): {weights.verdict}")
+            if weights.verdict != "within":
+                for module, cosine in weights.least_alike:
+                    click.echo(f"  {cosine:.6f}  {module}")
+                for label, names in (("only in the parent", weights.only_in_parent),
+                                     ("only in the reproduction", weights.only_in_child),
+                                     ("shapes differ", weights.shape_differs)):
+                    if names:
+                        click.echo(f"  {label}: {len(names)} module(s), e.g. {names[0]}")
+        if report.flagged:
+            click.echo(f"flagged (not counted as a match): {', '.join(report.flagged)}")
+        click.echo(report.verdict)
+    if not report.matches:
         sys.exit(1)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
 
 
 @runs.command("cancel")
@@ -138,12 +167,40 @@ def runs_cancel(state: State, run_ref: str) -> None:
 
 @runs.command("requeue")
 @click.argument("run_ref", metavar="RUN_ID")
+@click.option("--on", "on", metavar="queue[:NAME]|ssh://USER@HOST[:PORT]|runpod",
+              help="Where to send it (default: where it ran: its SSH host, RunPod, or the queue).")
+@click.option("--store", "store_uri", metavar="URI", envvar="ORCHESTRATOR_STORE",
+              help="With ssh:// or runpod: the artifact store the worker records into.")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="OPT",
+              help="With ssh://: extra argument for ssh (repeatable; not recorded, so given again).")
+@click.option("--accept-new-host-key", is_flag=True, help="With ssh://: trust a host not yet in known_hosts.")
+@click.option("--claim-timeout", type=click.FloatRange(min=1), default=120, show_default=True, metavar="SECONDS",
+              help="With ssh://: how long to wait for the worker to claim the run.")
+@json_option
 @pass_state
-def runs_requeue(state: State, run_ref: str) -> None:
-    """Put a lost, failed or cancelled run back in the queue as a new attempt."""
+def runs_requeue(state: State, run_ref: str, on: str | None, store_uri: str | None, ssh_options: tuple[str, ...],
+                 accept_new_host_key: bool, claim_timeout: float, as_json: bool) -> None:
+    """Send a lost, failed or cancelled run back to work as a new attempt: by default where it ran (an SSH host
+    gets a worker started again, RunPod a new pod; a queued run waits for `orchestrator worker`)."""
+    from orchestrator.runs import requeue_run  # here for start-up speed
+
     with state.store() as store:
-        run = store.requeue(run_ref)
-    click.echo(f"{run.id}: queued again (attempt {run.attempt})")
+        run = requeue_run(store, run_ref, on=on, database_url=state["settings"].database_url,
+                          store_uri=store_uri or state["settings"].store_uri, ssh_options=ssh_options,
+                          accept_new_host_key=accept_new_host_key, claim_timeout=claim_timeout,
+                          on_line=lambda line: click.echo(line, err=True))
+    if as_json:
+        echo_json(run.to_dict())
+        return
+    where = {"ssh": f" on {run.remote_id}", "runpod": f" on RunPod pod {run.remote_id}"}.get(run.remote_kind or "",
+                                                                                          "")
+    queue = f" in queue {run.queue}" if run.queue and not run.remote_kind else ""
+    click.echo(f"{run.id}: {'queued again' if run.status == 'queued' else run.status}{where}{queue} "
+               f"(attempt {run.attempt})")
+    if run.status in ("failed", "cancelled", "lost"):
+        if run.error_summary:
+            click.echo(run.error_summary, err=True)
+        sys.exit(1)
 
 
 @runs.command("watch")
@@ -152,34 +209,31 @@ def runs_requeue(state: State, run_ref: str) -> None:
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
 @pass_state
 def runs_watch(state: State, run_ref: str, interval: float, timeout: float | None) -> None:
-    """Follow a run from the database (status, epoch, step, loss, checkpoints) until it ends."""
-    import time
+    """Follow a run from the database (status, epoch, step, loss, checkpoints) until it ends; a run whose worker
+    stopped beating is marked lost (as `runs list` does) and ends the watch."""
+    from orchestrator.runs import follow_run  # here for start-up speed
 
-    ended = ("succeeded", "failed", "cancelled", "lost")
-    deadline = time.monotonic() + timeout if timeout else None
-    last = 0
+    def echo_event(event) -> None:
+        parts = [event.at.isoformat(timespec="seconds"), event.kind]
+        if event.epoch is not None:
+            parts.append(f"epoch {event.epoch}")
+        if event.step is not None:
+            total = (event.data or {}).get("total_steps")
+            parts.append(f"step {event.step}" + (f"/{total}" if total else ""))
+        if event.loss is not None:
+            parts.append(f"loss {event.loss:.4f}")
+        if event.message and event.kind != "progress":
+            parts.append(event.message)
+        click.echo("  ".join(parts))
+
     with state.store() as store:
         run = store.get_run(run_ref)
         click.echo(f"{run.id} ({run.name}): {run.status}")
-        while True:
-            for event in store.events(run.id, after_id=last):
-                last = event.id
-                parts = [event.at.isoformat(timespec="seconds"), event.kind]
-                if event.epoch is not None:
-                    parts.append(f"epoch {event.epoch}")
-                if event.step is not None:
-                    total = (event.data or {}).get("total_steps")
-                    parts.append(f"step {event.step}" + (f"/{total}" if total else ""))
-                if event.loss is not None:
-                    parts.append(f"loss {event.loss:.4f}")
-                if event.message and event.kind != "progress":
-                    parts.append(event.message)
-                click.echo("  ".join(parts))
-            run = store.get_run(run.id)
-            if run.status in ended:
-                click.echo(f"{run.id}: {run.status}" + (f" (best epoch {run.best_epoch})" if run.best_epoch else ""))
-                sys.exit(0 if run.status == "succeeded" else 1)
-            if deadline and time.monotonic() > deadline:
-                click.echo(f"{run.id}: still {run.status} after {timeout:.0f} s", err=True)
-                sys.exit(3)
-            time.sleep(interval)
+        followed = follow_run(store, run.id, on_event=echo_event, on_lost=echo_run_marked_lost, interval=interval,
+                              timeout=timeout)
+    run = followed.run
+    if followed.timed_out:
+        click.echo(f"{run.id}: still {run.status} after {timeout:.0f} s", err=True)
+        sys.exit(3)
+    click.echo(f"{run.id}: {run.status}" + (f" (best epoch {run.best_epoch})" if run.best_epoch else ""))
+    sys.exit(0 if run.status == "succeeded" else 1)

@@ -288,7 +288,8 @@ class LocalTrainerRun:
         if self.command.output_dir.is_dir():
             for path in sorted(self.command.output_dir.glob("*.safetensors")):
                 self._register(path)
-        if self.parser.epoch:
+        if self.parser.epoch and exit_code == 0 and not self._cancel.is_set():
+            # the last epoch ended only if the trainer did; a crash or a stop mid-epoch ended no epoch
             self._record_epoch_end(self.parser.epoch)
         self._score_samples(finished_before=None)
         steps = self._record_training_steps()

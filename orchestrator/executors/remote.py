@@ -17,6 +17,8 @@ from orchestrator.errors import ConfigError
 # Forwarded to a worker: the store's credentials. Profiles and credential files name files on this machine.
 PASS_THROUGH_PREFIXES = ("SUPABASE_", "AWS_")
 NOT_FORWARDED = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_DEFAULT_PROFILE")
+# Forwarded only where the launcher checks the file is there too (ssh); a fresh pod cannot have a laptop's file.
+PATH_VALUED = ("AWS_CA_BUNDLE",)
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "")
 
 
@@ -84,13 +86,60 @@ def check_remote_reachable(database_url: str | None, store_uri: str | None, envi
                           "a remote worker cannot use", "use an s3:// or supabase:// store")
 
 
-def worker_environment(database_url: str, store_uri: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The variables a remote worker gets: the database URL, the store and the storage credentials."""
+def worker_environment(database_url: str, store_uri: str, environ: Mapping[str, str] = os.environ, *,
+                       forward_paths: bool = False) -> dict[str, str]:
+    """The variables a remote worker gets: the database URL, the store and the storage credentials.
+
+    ``forward_paths``: also the variables naming a file (PATH_VALUED), for a launcher that checks the file exists
+    on the worker's machine (see :func:`check_worker_setup`)."""
+    skipped = NOT_FORWARDED if forward_paths else NOT_FORWARDED + PATH_VALUED
     env = {k: v for k, v in sorted(environ.items())
-           if k.startswith(PASS_THROUGH_PREFIXES) and k not in NOT_FORWARDED and v}
+           if k.startswith(PASS_THROUGH_PREFIXES) and k not in skipped and v}
     env[DATABASE_URL_ENV] = database_url
     env[STORE_ENV] = store_uri
     for key, value in env.items():
         if "\n" in value or "\0" in value:
             raise ConfigError(f"environment variable {key} has a line break", "it cannot be passed to a worker")
     return env
+
+
+def _remote_sd_scripts_hint() -> str:
+    from orchestrator.sd_scripts import pinned_commit
+
+    return (f"pass --remote-sd-scripts PATH (a checkout of kohya-ss/sd-scripts at {pinned_commit()[:12]} on that "
+            "host) and, unless it has a venv/ inside, --remote-sd-scripts-python PATH")
+
+
+def check_worker_setup(sd_scripts: str | None, *, launched_by: str | None = None,
+                       environ: Mapping[str, str] = os.environ) -> dict:
+    """A worker's machine, checked before it claims anything: the sd-scripts checkout, the Python that runs it,
+    and the files named by forwarded PATH_VALUED variables. Returns what was found (``missing_files``: the
+    variables whose file is not here); raises ConfigError naming what is missing. ``launched_by="ssh"``: the
+    hints name the launch's options (--remote-sd-scripts, …) instead of this machine's."""
+    import subprocess
+
+    from orchestrator.sd_scripts import SD_SCRIPTS_PYTHON_ENV, locate
+
+    remote = launched_by == "ssh"
+    try:
+        found = locate(sd_scripts)
+    except ConfigError as error:
+        if not remote:
+            raise
+        raise ConfigError(error.message, _remote_sd_scripts_hint()) from None
+    python_hint = ("pass --remote-sd-scripts-python PATH (the Python with sd-scripts' requirements there)" if remote
+                   else f"set {SD_SCRIPTS_PYTHON_ENV} to the Python with sd-scripts' requirements")
+    try:
+        result = subprocess.run([found.python, "-c", "import sys; print(sys.version_info[0])"], capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except OSError as error:
+        raise ConfigError(f"the Python for sd-scripts {found.python} does not run: {error.strerror}",
+                          python_hint) from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"the Python for sd-scripts {found.python} did not answer within 60 s", python_hint) from None
+    if result.returncode != 0 or result.stdout.strip() != "3":
+        detail = " ".join(result.stderr.split())[-200:] or f"exit {result.returncode}"
+        raise ConfigError(f"the Python for sd-scripts {found.python} does not run: {detail}", python_hint)
+    missing = {name: environ[name] for name in PATH_VALUED if environ.get(name) and not os.path.isfile(environ[name])}
+    return {"ok": True, "sd_scripts": str(found.path), "commit": found.commit, "python": found.python,
+            "missing_files": missing}

@@ -258,7 +258,7 @@ def launch_on_runpod(
         pass
     store.record_event(run.id, "remote", message=f"runpod pod {pod_id} created ({gpu_type}, {cloud_type}, {image})",
                        data={"action": "created", "pod_id": pod_id, "created_at": created_at.isoformat(),
-                             "gpu_type": gpu_type, "cloud_type": cloud_type, "image": image,
+                             "gpu_type": gpu_type, "cloud_type": cloud_type, "image": image, "disk_gb": disk_gb,
                              "cost_per_hr": cost_per_hr})
     say(f"run {run.id}: RunPod pod {pod_id} ({gpu_type}, {cloud_type})"
         + (f" at ${cost_per_hr:.3f}/h" if cost_per_hr is not None else ""))

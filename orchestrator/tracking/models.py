@@ -153,7 +153,7 @@ class Run(Base):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200), index=True, unique=True)  # `runs show NAME`: never ambiguous
     status: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(20), default="orchestrator")  # "orchestrator" | "history" | "import"
     preset: Mapped[str | None] = mapped_column(String(100))

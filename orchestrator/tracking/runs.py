@@ -8,13 +8,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError
+from orchestrator.tracking import db
 from orchestrator.tracking.entities import EventRecord, NewRun, RunRecord
 from orchestrator.tracking.models import RUN_STATUSES, Run, RunEvent
 from orchestrator.tracking.session import SessionScope, aware, like_prefix, utcnow
@@ -31,6 +33,12 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "succeeded": (),
 }
 _ENDED = ("succeeded", "failed", "cancelled", "lost")
+RUN_NAME_MAX = 200  # runs.name
+# Run names are unique (`runs show NAME` is never ambiguous). A name already taken gets the first free "-2", "-3", …
+# rather than a refusal: names come from specs that are launched again on purpose and from files the user does not
+# control (import-lora); the run's id stays its stable handle. Two processes racing for one name: the loser retries.
+_NAME_ATTEMPTS = 20
+_LONGEST_SUFFIX = 12  # "-" and up to 11 digits
 
 
 def new_run_id() -> str:
@@ -41,8 +49,10 @@ class RunRepository(SessionScope):
     """Runs, the run queue and run events."""
 
     def create_run(self, new: NewRun) -> RunRecord:
+        """Record a new run; a name another run has gets the first free ``-N`` suffix (recorded as an event)."""
         if new.status not in RUN_STATUSES:
             raise InputError(f"unknown run status {new.status!r}", f"use one of {', '.join(RUN_STATUSES)}")
+        wanted = _checked_name(new.name)
         values = {f.name: getattr(new, f.name) for f in fields(NewRun)}
         values["id"] = new.id or new_run_id()
         values["tags"] = list(new.tags)
@@ -50,13 +60,30 @@ class RunRepository(SessionScope):
         if new.status == "running" and new.source == "orchestrator":
             values["started_at"] = new.started_at or values["created_at"]
             values["heartbeat_at"] = values["created_at"]
+        for attempt in range(_NAME_ATTEMPTS):
+            try:
+                with self._session(raise_conflicts=True) as session:
+                    values["name"] = _free_name(session, wanted)
+                    row = Run(**values, attempt=1)
+                    session.add(row)
+                    session.flush()
+                    if new.source == "orchestrator":
+                        session.add(RunEvent(run_id=row.id, at=utcnow(), kind="status", message=new.status))
+                    if values["name"] != wanted:
+                        session.add(RunEvent(run_id=row.id, at=utcnow(), kind="log",
+                                             message=f"named {values['name']!r}: {wanted!r} is another run's name"))
+                    return _run_record(row)
+            except IntegrityError as error:
+                if attempt + 1 < _NAME_ATTEMPTS and self._lost_name_race(values["id"], values["name"]):
+                    continue
+                raise db.describe_connection_error(self.url, error) from None
+        raise AssertionError("unreachable")
+
+    def _lost_name_race(self, run_id: str, name: str) -> bool:
+        """After a failed insert: did another process take the name first (and not the id)?"""
         with self._session() as session:
-            row = Run(**values, attempt=1)
-            session.add(row)
-            session.flush()
-            if new.source == "orchestrator":
-                session.add(RunEvent(run_id=row.id, at=utcnow(), kind="status", message=new.status))
-            return _run_record(row)
+            return (session.get(Run, run_id) is None
+                    and session.scalar(sa.select(Run.id).where(Run.name == name)) is not None)
 
     def run_exists(self, run_id: str) -> bool:
         with self._session() as session:
@@ -158,9 +185,11 @@ class RunRepository(SessionScope):
             session.execute(sa.update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
             return session.scalar(sa.select(Run.status).where(Run.id == run_id))
 
-    def mark_lost(self, heartbeat_timeout: timedelta) -> list[str]:
-        """Mark running runs whose last heartbeat is older than the timeout as lost; returns their ids."""
-        cutoff = utcnow() - heartbeat_timeout
+    def mark_lost(self, heartbeat_timeout: timedelta, *, now: datetime | None = None) -> list[str]:
+        """Mark running runs whose last heartbeat is older than the timeout as lost; returns their ids.
+
+        ``now``: the time to judge by (tests pass a later one instead of waiting)."""
+        cutoff = (now or utcnow()) - heartbeat_timeout
         with self._session() as session:
             stale = session.scalars(
                 sa.select(Run.id).where(Run.status == "running", Run.heartbeat_at < cutoff)
@@ -257,6 +286,37 @@ class RunRepository(SessionScope):
             if kind:
                 query = query.where(RunEvent.kind == kind)
             return [_event_record(r) for r in session.scalars(query.order_by(RunEvent.id))]
+
+
+def _checked_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("a run needs a name", "set the spec's name (or pass one)")
+    if "\x00" in name:
+        raise InputError(f"run name {name!r} contains a NUL character", "give a name without control characters")
+    if len(name) > RUN_NAME_MAX:
+        raise InputError(f"run name {name[:40]!r}… is {len(name)} characters, more than {RUN_NAME_MAX}",
+                         "give a shorter name (the spec's name)")
+    return name
+
+
+def suffixed_name(name: str, number: int) -> str:
+    """``name-N``, shortening ``name`` so that the whole fits runs.name."""
+    tail = f"-{number}"
+    return name[: RUN_NAME_MAX - len(tail)] + tail
+
+
+def _free_name(session: Session, wanted: str) -> str:
+    """``wanted`` if no run has it, else the first free ``wanted-N`` (N from 2)."""
+    # the names a suffix could collide with: "wanted-…", or (a name shortened to fit) any with its stem
+    stem = wanted + "-" if len(wanted) <= RUN_NAME_MAX - _LONGEST_SUFFIX else wanted[: RUN_NAME_MAX - _LONGEST_SUFFIX]
+    taken = set(session.scalars(sa.select(Run.name).where(
+        sa.or_(Run.name == wanted, Run.name.like(like_prefix(stem), escape="\\")))))
+    if wanted not in taken:
+        return wanted
+    number = 2
+    while suffixed_name(wanted, number) in taken:
+        number += 1
+    return suffixed_name(wanted, number)
 
 
 def _run_record(row: Run) -> RunRecord:
