@@ -15,8 +15,10 @@ import pytest
 from fault_helpers import kill_and_reap, start_python
 
 from orchestrator.artifacts import open_store
+from orchestrator.executors.liveness import STALE_AFTER_SECONDS, mark_stale_runs_lost
 from orchestrator.executors.local import LocalTrainerRun, TrainerCommand
 from orchestrator.tracking.entities import NewRun
+from orchestrator.tracking.session import utcnow
 
 STANDIN = Path(__file__).resolve().parents[1] / "standins" / "fake_sd_scripts_trainer.py"
 BOUND_SECONDS = 30  # the watchdog sends SIGTERM at once; a hang guard, not a measurement
@@ -90,13 +92,13 @@ def test_the_trainer_dies_with_its_sigkilled_orchestrator_and_the_run_ends_lost(
         kill_and_reap(orchestrator)
         raise
     kill_and_reap(orchestrator)  # SIGKILL: no handler, no finally, nothing cleaned up
-    killed_at = time.monotonic()
     _wait_for(lambda: not _alive(trainer) and not _alive(trainer_worker), BOUND_SECONDS,
               "the orphaned trainer and its worker to stop")
 
     assert store.get_run(run.id).status == "running"  # nobody has looked yet
-    time.sleep(max(0.0, killed_at + 2.5 - time.monotonic()))  # its last heartbeat is now older than 2 s
-    assert store.mark_lost(timedelta(seconds=2)) == [run.id]  # the staleness rule, with its threshold lowered
+    # the staleness rule as every command applies it, judged a little more than its threshold after the kill
+    later = utcnow() + timedelta(seconds=STALE_AFTER_SECONDS + 1)
+    assert mark_stale_runs_lost(store, now=later) == [run.id]
     assert store.get_run(run.id).status == "lost"
 
 
