@@ -1,4 +1,5 @@
-"""The wheel's layout and the optional compiled metric kernels; everything else is in pyproject.toml.
+"""The ``lora-orchestrator`` distribution (import package ``orchestrator``): the wheel's layout and the optional
+compiled metric kernels; everything else is in pyproject.toml.
 
 The repository keeps ``migrations/``, ``kohya_configs/`` and ``datasets/`` at its top level (the users' layout). The
 wheel ships them inside the package, so that installing it adds only ``orchestrator`` to site-packages:

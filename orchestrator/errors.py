@@ -88,3 +88,9 @@ def disk_full_names(path: str | os.PathLike[str], what: str = "writing") -> Iter
         if not is_disk_full(error):
             raise
         raise DiskFullError(path, what) from error
+
+
+class UsageError(InputError):
+    """A command was given an option value it does not take: a usage error, exit 2 (as click's own)."""
+
+    exit_code = 2

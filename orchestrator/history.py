@@ -99,7 +99,8 @@ def load_history(path: Path) -> dict[str, Any]:
                                  f"known: {', '.join(sorted(prompt_names))}")
         rating = run.get("rating")
         if rating is not None and not (isinstance(rating, int) and 0 <= rating <= 10):
-            raise InputError(f"{path}: {where}.rating {rating!r} must be an integer 0-10", None)
+            raise InputError(f"{path}: {where}.rating {rating!r} must be an integer 0-10",
+                             "give a whole number from 0 to 10, or leave rating out")
     return data
 
 

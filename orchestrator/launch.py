@@ -20,7 +20,7 @@ from orchestrator.artifacts.base import ArtifactStore
 from orchestrator.base_model import fingerprint
 from orchestrator.clip_tokenizer import write_sd_scripts_tokenizer_cache
 from orchestrator.config import data_dir
-from orchestrator.errors import ConfigError, InputError, OrchestratorError, disk_full_names
+from orchestrator.errors import ConfigError, InputError, NotFoundError, OrchestratorError, disk_full_names
 from orchestrator.executors.local import LocalTrainerRun, RunOutcome, TrainerCommand
 from orchestrator.kohya.plan import Plan, make_plan, write_plan
 from orchestrator.kohya.settings import resolve_settings
@@ -90,22 +90,82 @@ def _resolve_dataset(store: TrackingStore, artifacts: ArtifactStore, spec: RunSp
     raise InputError("the spec names no dataset", "set dataset.path or dataset.snapshot")
 
 
+@dataclass(frozen=True)
+class CaptionLabelOutcome:
+    """What launch does with the spec's ``dataset.caption_version`` for the dataset's caption version.
+
+    ``action``: "matches" (the label or id names this version), "label" (the label is new and the version has
+    none: launch gives it this label) or "refuse" (the label is another version's, or this version already has
+    another label: launch refuses, as labels are names users rely on and are never changed implicitly).
+    """
+
+    action: str
+    message: str
+    hint: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"action": self.action, "message": self.message, "hint": self.hint}
+
+
+def caption_label_outcome(store: TrackingStore, wanted: str, caption_version_id: str) -> CaptionLabelOutcome:
+    """Decide, writing nothing, what launch will do with the label ``wanted`` for ``caption_version_id``."""
+    short = caption_version_id[:12]
+    owner = store.caption_label_owner(wanted)
+    if owner == caption_version_id or (owner is None and len(wanted) >= 4 and caption_version_id.startswith(wanted)):
+        return CaptionLabelOutcome("matches", f"the dataset's captions are caption version {short} ({wanted!r})")
+    if owner is not None:
+        return CaptionLabelOutcome(
+            "refuse", f"the dataset's captions are caption version {short}, but the spec asks for {wanted!r} "
+                      f"(version {owner[:12]})",
+            "point dataset.path at the caption set you mean, or change dataset.caption_version")
+    try:
+        current = store.get_caption_version(caption_version_id).label
+    except NotFoundError:  # not recorded yet (plan before the first snapshot): launch records it unlabelled
+        current = None
+    if current:
+        return CaptionLabelOutcome(
+            "refuse", f"the dataset's captions are caption version {short}, labelled {current!r}; the spec calls "
+                      f"them {wanted!r}, and a label is never changed implicitly",
+            f"set dataset.caption_version = {current!r}, or rename the version first with "
+            f"`orchestrator captions label {short} {wanted}`")
+    return CaptionLabelOutcome("label", f"caption version {short} has no label yet: launch labels it {wanted!r}")
+
+
 def _check_caption_version(store: TrackingStore, spec: RunSpec, caption_version_id: str | None) -> None:
     wanted = spec.dataset.caption_version
     if not wanted or not caption_version_id:
         return
-    owner = store.caption_label_owner(wanted)
-    if owner is None:
-        if wanted.startswith(caption_version_id[: len(wanted)]) and len(wanted) >= 4:
-            return  # an id prefix of the dataset's own version
+    outcome = caption_label_outcome(store, wanted, caption_version_id)
+    if outcome.action == "refuse":
+        raise InputError(outcome.message, outcome.hint)
+    if outcome.action == "label":
         store.label_caption_version(caption_version_id, wanted)  # first use of the label names this version
-        return
-    if owner != caption_version_id:
-        raise InputError(
-            f"the dataset's captions are version {caption_version_id[:12]}, but the spec asks for "
-            f"{wanted!r} (version {owner[:12]})",
-            "point dataset.path at the caption set you mean, or change dataset.caption_version",
-        )
+
+
+def preview_caption_label(store: TrackingStore, spec: RunSpec) -> CaptionLabelOutcome | None:
+    """For `plan`: what launch would do with the spec's caption_version label, or None when the spec names none.
+
+    Reads the dataset's captions (``dataset.path``) or the named snapshot; records nothing.
+    """
+    wanted = spec.dataset.caption_version
+    if not wanted:
+        return None
+    if spec.dataset.snapshot:
+        try:
+            version_id = store.get_snapshot(spec.dataset.snapshot).caption_version_id
+        except NotFoundError:  # recorded in another database, or not yet: launch says so where it runs
+            return None
+    elif spec.dataset.path:
+        from orchestrator.datasets.manifest import caption_version_id
+        from orchestrator.datasets.scan import scan_dataset
+
+        try:
+            version_id = caption_version_id(scan_dataset(spec.dataset.path).caption_pairs())
+        except InputError:  # not readable here (a plan for another machine): launch there checks it
+            return None
+    else:
+        return None
+    return caption_label_outcome(store, wanted, version_id) if version_id else None
 
 
 def prepare_run(
@@ -186,7 +246,8 @@ def prepare_run(
     try:
         from orchestrator.datasets.materialize import materialize_snapshot
 
-        materialize_snapshot(snapshot.id, work_dir / "dataset", tracking=store, artifacts=artifacts)
+        # from the store the snapshot was recorded in (the run's own store gets the checkpoints)
+        materialize_snapshot(snapshot.id, work_dir / "dataset", tracking=store)
         with disk_full_names(work_dir, "writing the run's work directory"):
             write_plan(plan, work_dir)
     except BaseException as error:
@@ -363,16 +424,10 @@ def _queued_with(store: TrackingStore, resolved: RunSpec, snapshot, queue: str |
 
 def run_claimed(store: TrackingStore, artifacts: ArtifactStore, claimed: RunRecord, *, sd_scripts: str | None = None,
                 work_root: Path | None = None, allow_commit_drift: bool = False,
-                on_event: Callable[[TrainerEvent], None] | None = None, launched_by: str | None = None) -> RunOutcome:
-    """A worker's side: complete the claimed run's record with this machine's rendering, then train.
-
-    ``launched_by``: the launcher that started this worker ("ssh"), so a missing sd-scripts or Python is
-    reported with that launch's options."""
+                on_event: Callable[[TrainerEvent], None] | None = None) -> RunOutcome:
+    """A worker's side: complete the claimed run's record with this machine's rendering, then train (the worker
+    checked this machine's sd-scripts and its Python before claiming: ``executors.remote.check_worker_setup``)."""
     try:
-        if launched_by:
-            from orchestrator.executors.remote import check_worker_setup
-
-            check_worker_setup(sd_scripts, launched_by=launched_by)
         spec = RunSpec.from_dict(claimed.spec or {})
         prepared = prepare_run(store, artifacts, spec, sd_scripts=sd_scripts, snapshot_id=claimed.dataset_snapshot_id,
                                work_root=work_root, claimed=claimed, allow_commit_drift=allow_commit_drift)

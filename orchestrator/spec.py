@@ -274,11 +274,19 @@ def load_spec(path: str | os.PathLike[str], *, check_config: ConfigCheck | None 
     try:
         raw = file.read_bytes()
     except FileNotFoundError:
-        raise NotFoundError(f"spec file {file} does not exist") from None
+        raise NotFoundError(f"spec file {file} does not exist",
+                            "check the path; example specs are in kohya_configs/specs/") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError([error("", f"not valid TOML: {exc}", source=str(file))]) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([error("", f"is not UTF-8 text (byte {exc.start})",
+                               "save the spec as UTF-8 (TOML files must be UTF-8)", str(file))]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError([error("", f"not valid TOML: {exc}",
+                               "fix the TOML at that line and column (strings need quotes; tables are [name])",
+                               str(file))]) from None
     return _parse(data, source=str(file), base_dir=file.resolve().parent, check_config=check_config)
 
 
@@ -309,11 +317,18 @@ def migrate(
     while version < target:
         step = steps.get(version)
         if step is None:
-            raise SpecError([error("spec_version", f"no migration from version {version}", source=source)])
+            raise SpecError([error("spec_version", f"no migration from version {version}",
+                                   f"set spec_version = {target} and check the spec against the current format",
+                                   source)])
         result = step(dict(result))
         version += 1
         result["spec_version"] = version
     return result
+
+
+# the hint of a problem whose fix is plain from the message and the spec's format
+SPEC_FORMAT_HINT = ("the annotated spec format is at the top of orchestrator/spec.py; an example: "
+                    "kohya_configs/specs/example_plain.toml")
 
 
 class _Reader:
@@ -324,7 +339,7 @@ class _Reader:
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.problems: list[Problem] = []
 
-    def fail(self, path: str, message: str, hint: str | None = None) -> None:
+    def fail(self, path: str, message: str, hint: str = SPEC_FORMAT_HINT) -> None:
         self.problems.append(error(path, message, hint, self.source))
 
     def table(self, data: Any, path: str, known: tuple[str, ...], *, required: tuple[str, ...] = ()) -> dict:
@@ -406,7 +421,7 @@ _EXECUTOR = ("kind", "options")
 def _parse(data: Mapping[str, Any], *, source: str | None, base_dir: str | os.PathLike[str] | None,
            check_config: ConfigCheck | None = None) -> RunSpec:
     if not isinstance(data, Mapping):
-        raise SpecError([error("", "a spec must be a table", source=source)])
+        raise SpecError([error("", "a spec must be a table", SPEC_FORMAT_HINT, source)])
     data = migrate(data, source=source)
     r = _Reader(source, base_dir)
     top = r.table(dict(data), "", _TOP, required=("preset", "base_model", "dataset"))
@@ -416,20 +431,23 @@ def _parse(data: Mapping[str, Any], *, source: str | None, base_dir: str | os.Pa
         preset = r.path_value(preset) or preset
     seed = r.get(top, "seed", "", int)
     if seed is not None and not 0 <= seed < 2**32:
-        r.fail("seed", f"must be between 0 and {2**32 - 1}")
+        r.fail("seed", f"must be between 0 and {2**32 - 1}", "use a seed in that range, or leave seed out to "
+               "have one drawn and recorded")
 
     base_raw = r.table(top.get("base_model"), "base_model", _BASE_MODEL, required=("family",))
     family = r.get(base_raw, "family", "base_model", str)
     if family is not None and family not in FAMILIES:
         close = suggest(family, FAMILIES)
         r.fail("base_model.family", f"must be one of {', '.join(FAMILIES)} (got {family!r})"
-               + (f"; did you mean {close}?" if close else ""))
+               + (f"; did you mean {close}?" if close else ""),
+               "sd15 for SD 1.x models, sdxl for SDXL models")
         family = None
     base_path = r.path_value(r.get(base_raw, "path", "base_model", str))
     base_name = r.get(base_raw, "name", "base_model", str)
     sha256 = r.get(base_raw, "sha256", "base_model", str)
     if sha256 is not None and not _SHA256.match(sha256.lower()):
-        r.fail("base_model.sha256", "must be 64 hexadecimal characters")
+        r.fail("base_model.sha256", "must be 64 hexadecimal characters",
+               "leave sha256 out (launch computes it) or paste what `sha256sum MODEL` prints")
     if isinstance(top.get("base_model"), dict) and base_path is None and base_name is None:
         r.fail("base_model", "needs path (a local .safetensors file or diffusers folder) or name (a Hub id)")
     base_model = BaseModelSpec(family=family or "sd15", path=base_path, name=base_name,
@@ -506,7 +524,8 @@ def _parse_dataset(r: _Reader, raw: Any) -> DatasetSpec:
     path = r.path_value(r.get(table, "path", "dataset", str))
     snapshot = r.get(table, "snapshot", "dataset", str)
     if isinstance(raw, dict) and path is None and snapshot is None:
-        r.fail("dataset", "needs path (a DreamBooth folder, snapshotted on launch) or snapshot (a snapshot id)")
+        r.fail("dataset", "needs path (a DreamBooth folder, snapshotted on launch) or snapshot (a snapshot id)",
+               'add path = "DIR" under [dataset], or snapshot = "ID" (`orchestrator dataset list`)')
     if path is not None and snapshot is not None:
         r.fail("dataset", "has both path and snapshot; give one")
     subsets_raw = table.get("subsets", [])
@@ -524,7 +543,8 @@ def _parse_dataset(r: _Reader, raw: Any) -> DatasetSpec:
             r.fail(f"{where}.folder", "is required (the subset's folder inside the dataset)")
             continue
         if "/" in folder or folder in (".", ".."):
-            r.fail(f"{where}.folder", "must be one folder name inside the dataset, not a path")
+            r.fail(f"{where}.folder", "must be one folder name inside the dataset, not a path",
+                   'name a folder directly inside the dataset, e.g. folder = "10_bespoke_punk"')
         repeats = r.get(item, "num_repeats", where, int)
         options = {k: v for k, v in item.items() if k not in _SUBSET_FIXED}
         for key, value in options.items():

@@ -93,7 +93,8 @@ def _check_types(path: str, where: str, table: dict[str, Any], allowed: dict[str
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else (
             isinstance(value, expected) and not isinstance(value, bool))
         if not ok:
-            raise InputError(f"{path}: {where}.{key} must be {expected.__name__}, not {type(value).__name__}", None)
+            raise InputError(f"{path}: {where}.{key} must be {expected.__name__}, not {type(value).__name__}",
+                             "the suite format: kohya_configs/prompt_suites/bespoke_punks_8.toml")
 
 
 def parse_suite(data: dict[str, Any], path: str = "<suite>") -> PromptSuite:
@@ -106,7 +107,8 @@ def parse_suite(data: dict[str, Any], path: str = "<suite>") -> PromptSuite:
         raise InputError(f"{path}: missing [suite] table with a name", 'start the file with [suite] name = "…"')
     _check_types(path, "suite", suite, _SUITE_KEYS)
     if not _NAME.match(suite["name"]):
-        raise InputError(f"{path}: suite.name {suite['name']!r} must be letters, digits, _ . -", None)
+        raise InputError(f"{path}: suite.name {suite['name']!r} must be letters, digits, _ . -",
+                         "rename it, e.g. my_suite_2")
     raw_prompts = data.get("prompts")
     if not isinstance(raw_prompts, list) or not raw_prompts:
         raise InputError(f"{path}: no [[prompts]]", "add at least one [[prompts]] table with name, text and seeds")
@@ -116,19 +118,22 @@ def parse_suite(data: dict[str, Any], path: str = "<suite>") -> PromptSuite:
         _check_types(path, where, prompt, _PROMPT_KEYS)
         for required in ("name", "text", "seeds"):
             if required not in prompt:
-                raise InputError(f"{path}: {where} has no {required!r}", None)
+                raise InputError(f"{path}: {where} has no {required!r}", f"add {required} = … to it (the suite format: kohya_configs/prompt_suites/bespoke_punks_8.toml)")
         if not _NAME.match(prompt["name"]):
-            raise InputError(f"{path}: {where}.name {prompt['name']!r} must be letters, digits, _ . -", None)
+            raise InputError(f"{path}: {where}.name {prompt['name']!r} must be letters, digits, _ . -",
+                             "rename it, e.g. brown_eyes_lady")
         seeds = prompt["seeds"]
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds):
-            raise InputError(f"{path}: {where}.seeds must be a non-empty list of non-negative integers", None)
+            raise InputError(f"{path}: {where}.seeds must be a non-empty list of non-negative integers",
+                             "e.g. seeds = [1, 2, 3]")
         if len(set(seeds)) != len(seeds):
-            raise InputError(f"{path}: {where}.seeds has duplicates", None)
+            raise InputError(f"{path}: {where}.seeds has duplicates", "list each seed once")
         prompts.append(SuitePrompt(prompt["name"], prompt["text"], tuple(seeds), prompt.get("negative")))
     names = [p.name for p in prompts]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise InputError(f"{path}: duplicate prompt name(s) {', '.join(duplicates)}", None)
+        raise InputError(f"{path}: duplicate prompt name(s) {', '.join(duplicates)}",
+                         "give each prompt its own name: scores are recorded per prompt name")
     return PromptSuite(
         name=suite["name"], prompts=tuple(prompts), description=suite.get("description"),
         negative=suite.get("negative"), width=suite.get("width", 512), height=suite.get("height", 512),
@@ -141,9 +146,10 @@ def load_suite_file(path: str | Path) -> PromptSuite:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise NotFoundError(f"no prompt suite file {path}", None) from None
+        raise NotFoundError(f"no prompt suite file {path}",
+                            "name a shipped suite (kohya_configs/prompt_suites/) or give a suite TOML path") from None
     except tomllib.TOMLDecodeError as error:
-        raise InputError(f"{path}: not valid TOML: {error}", None) from None
+        raise InputError(f"{path}: not valid TOML: {error}", "fix the TOML at that line and column") from None
     return parse_suite(data, str(path))
 
 

@@ -58,6 +58,20 @@ def test_put_get_ls_url_on_every_backend(store_uri, sample, tmp_path):
     assert json.loads(into_folder.output) == {"uri": uri, "sha256": sha, "path": str(tmp_path / "out" / sha),
                                               "size": 4321}
 
+    # the short form tables print (12 characters of the sha256), or sha256:<hash>, in the store named
+    for short in (sha[:12], f"sha256:{sha}"):
+        by_prefix = run("artifacts", "get", short, str(tmp_path / "short"), "--store", store_uri, "--json")
+        assert by_prefix.exit_code == 0, by_prefix.output
+        assert json.loads(by_prefix.output) == {"uri": uri, "sha256": sha, "path": str(tmp_path / "short"),
+                                                "size": 4321}
+        assert (tmp_path / "short").read_bytes() == sample.read_bytes()
+        (tmp_path / "short").unlink()
+    unknown = CliRunner().invoke(cli, ["artifacts", "get", "0000aaaa", str(tmp_path / "x"), "--store", store_uri])
+    assert unknown.exit_code == 2 and unknown.stderr.startswith("Error: no artifact '0000aaaa' in ")
+    assert "(hint: list them with `orchestrator artifacts ls`" in unknown.stderr
+    not_hex = CliRunner().invoke(cli, ["artifacts", "get", "lora.safetensors", str(tmp_path / "x")])
+    assert not_hex.exit_code == 1 and "is neither an artifact URI nor a sha256 prefix (hint: " in not_hex.stderr
+
     listed = run("artifacts", "ls", "--store", store_uri, "--json")
     assert json.loads(listed.output) == [{"uri": uri, "sha256": sha, "size": 4321}]
     table = run("artifacts", "ls", "--store", store_uri)

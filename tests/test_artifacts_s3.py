@@ -176,7 +176,9 @@ def test_4xx_is_not_retried_and_errors_are_one_line(proxy, tmp_path):
     object_heads = [path for method, path, _ in proxy.seen if method == "HEAD" and "/sha256/" in path]
     assert len(object_heads) == 1  # (botocore then asks the bucket's region once: not a retry)
     assert failure.value.one_line() == (f"s3://four-{os.getpid()} at {proxy.url}: could not look up an object "
-                                        "(400: Bad Request)")
+                                        "(400: Bad Request) (hint: check the store URI and that the service "
+                                        "answers (network, credentials), then run the command again; --debug shows "
+                                        "the full error)")
 
 
 def test_too_many_5xx_gives_up_after_the_policy(proxy, tmp_path):

@@ -305,15 +305,23 @@ def test_too_many_errors_give_one_line_naming_the_store(standin, tmp_path):
         open_store(f"supabase://{BUCKET}/runs").put_file(_file(tmp_path / "a", 100))
     message = failure.value.one_line()
     assert message == (f"supabase://{BUCKET}/runs at {standin.url}/storage/v1: could not look up an object "
-                       "(503: upstream connect error)")
+                       "(503: upstream connect error) (hint: check the store URI and that the service answers "
+                       "(network, credentials), then run the command again; --debug shows the full error)")
     assert len(standin.calls("GET")) == 4  # the policy's four attempts
 
 
 def test_timeouts_are_retried(standin, tmp_path):
-    standin.stall_next(1, 1.0, method="GET")
-    store = SupabaseStore(f"supabase://{BUCKET}", timeout=0.3)
+    """The first lookup is held back three times the timeout; the timeout is a whole second so that no answer of
+    a busy loopback server times out by chance, and the pause before the retry is an injected one."""
+    from test_artifacts_support import FakeClock
+
+    standin.stall_next(1, 3.0, method="GET")
+    clock, lines = FakeClock(), []
+    store = SupabaseStore(f"supabase://{BUCKET}", timeout=1.0,
+                          retry=RetryPolicy(clock=clock, sleep=clock.sleep, notify=lines.append))
     store.put_file(_file(tmp_path / "a", 100))
     assert len(standin.calls("GET", "/object/info/")) == 2
+    assert len(lines) == len(clock.sleeps) == 1 and "the server did not answer (ReadTimeout)" in lines[0]
 
 
 def test_dropped_download_resumes_with_a_range_request(standin, tmp_path):

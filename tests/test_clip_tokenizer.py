@@ -161,7 +161,7 @@ def test_caption_budget():
     assert ct.caption_budget(75) == 75
     assert ct.caption_budget(150) == 150
     assert ct.caption_budget(225) == 225
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be None, 75, 150 or 225, not 100"):
         ct.caption_budget(100)
 
 

@@ -51,10 +51,28 @@ def test_captions_in_the_users_style():
     assert kinds == {"lady", "lad"}
     assert any(portrait(i).sunglasses for i in range(24)) and any(portrait(i).earring for i in range(24))
     assert any(portrait(i).cap for i in range(24))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="unknown caption style 'fancy'"):
         caption(lad, "fancy")
 
 
 def test_example_is_small():
     total = sum(p.stat().st_size for p in EXAMPLE.rglob("*") if p.is_file())
     assert total < 2 * 1024 * 1024
+
+
+def test_dataset_example_does_not_overwrite_silently(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    first = CliRunner().invoke(cli, ["dataset", "example", str(tmp_path), "--captions", "plain"])
+    assert first.exit_code == 0, first.output
+    edited = tmp_path / SUBSET / "lady_01.txt"
+    edited.write_text("my own caption\n", encoding="utf-8")
+    refused = CliRunner().invoke(cli, ["dataset", "example", str(tmp_path), "--captions", "hex"])
+    assert refused.exit_code == 1
+    assert refused.output.strip() == (f"Error: {tmp_path / SUBSET} already holds files; writing the example would "
+                                      "overwrite them (hint: give another DEST, or pass --force to overwrite them)")
+    assert edited.read_text(encoding="utf-8") == "my own caption\n"
+    forced = CliRunner().invoke(cli, ["dataset", "example", str(tmp_path), "--captions", "hex", "--force"])
+    assert forced.exit_code == 0 and edited.read_text(encoding="utf-8") != "my own caption\n"

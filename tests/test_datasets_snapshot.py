@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from orchestrator.artifacts import open_store
@@ -176,8 +177,9 @@ def test_unlabelled_content_gets_a_later_label(store: TrackingStore, artifacts, 
     assert (result.snapshot.label, result.caption_version.label, result.notes) == ("late", "late", ())
 
 
-def test_concurrent_recording_of_the_same_content(db_url: str, artifacts, example_copy: Path):
-    dataset = scan_dataset(example_copy)
+def _recordable(path: Path):
+    """A snapshot and its caption version as take_snapshot would record them (the archive not written)."""
+    dataset = scan_dataset(path)
     manifest = manifest_bytes(dataset)
     snapshot_id = sha256_bytes(manifest)
     version = new_caption_version(dataset, None)
@@ -187,6 +189,11 @@ def test_concurrent_recording_of_the_same_content(db_url: str, artifacts, exampl
         archive_sha256="0" * 64, archive_bytes=1,
         images=tuple(SnapshotImageRecord(snapshot_id, i.path, i.subset, i.sha256, i.size, i.width, i.height, i.mode,
                                          i.caption_sha256) for i in dataset.images))
+    return snapshot, version
+
+
+def test_concurrent_recording_of_the_same_content(db_url: str, artifacts, example_copy: Path):
+    snapshot, version = _recordable(example_copy)
     stores = [TrackingStore(db_url) for _ in range(4)]
     barrier = threading.Barrier(len(stores))
     results, errors = [], []
@@ -207,7 +214,30 @@ def test_concurrent_recording_of_the_same_content(db_url: str, artifacts, exampl
         tracking.close()
     assert errors == [] and sum(r.snapshot_created for r in results) == 1
     with TrackingStore(db_url) as tracking:
-        assert len(tracking.list_snapshots()) == 1 and len(tracking.snapshot_images(snapshot_id)) == 24
+        assert len(tracking.list_snapshots()) == 1 and len(tracking.snapshot_images(snapshot.id)) == 24
+
+
+# SQLite writers take the lock when their transaction begins (BEGIN IMMEDIATE), so there the check and the insert
+# cannot be split; on PostgreSQL they can, and the retry is what makes the loser succeed.
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_losing_the_race_between_check_and_insert_retries_and_finds_the_winners_rows(db_url: str,
+                                                                                     example_copy: Path):
+    snapshot, version = _recordable(example_copy)
+    winner_results = []
+    with TrackingStore(db_url) as loser, TrackingStore(db_url) as winner:
+        def winner_records_first(_conn, _cursor, statement: str, *_args) -> None:
+            # The loser found no caption version and is about to insert one: another connection commits it now.
+            if statement.startswith("INSERT INTO caption_versions") and not winner_results:
+                winner_results.append(winner.record_snapshot(snapshot, version))
+
+        sa.event.listen(loser.engine, "before_cursor_execute", winner_records_first)
+        result = loser.record_snapshot(snapshot, version)
+    (won,) = winner_results
+    assert (won.snapshot_created, won.caption_version_created) == (True, True)
+    assert (result.snapshot_created, result.caption_version_created) == (False, False)
+    assert result.snapshot == won.snapshot and result.caption_version == won.caption_version
+    with TrackingStore(db_url) as tracking:
+        assert len(tracking.list_snapshots()) == 1 and len(tracking.snapshot_images(snapshot.id)) == 24
 
 
 # ---- materialize ---------------------------------------------------------------------------------------------
@@ -295,9 +325,24 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfil
     return info, None
 
 
-@pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink", "hardlink", "device", "extra", "tampered",
-                                  "missing", "unsafe-manifest", "wrong-id"])
-def test_extract_refuses_unsafe_or_tampered_archives(tmp_path: Path, case: str):
+# Each case names the guard that must refuse it: a case refused by some later check instead would pass
+# even with its own guard deleted.
+REFUSALS = [
+    ("dotdot", "member '../evil.txt' has an unsafe path"),
+    ("absolute", "evil.txt' has an unsafe path"),
+    ("symlink", "member '1_x/a.png' is a link, not a regular file"),
+    ("hardlink", "member '1_x/a.png' is a link, not a regular file"),
+    ("device", "member '1_x/a.png' is a device or FIFO, not a regular file"),
+    ("extra", "member '1_x/b.png' is not in the manifest"),
+    ("tampered", "1_x/a.png hashes to .*, the manifest says"),
+    ("missing", "1 file.s. of the manifest are missing, e.g. 1_x/a.txt"),
+    ("unsafe-manifest", "the manifest lists an unsafe path '../outside.txt'"),
+    ("wrong-id", "the manifest does not hash to snapshot 000000000000"),
+]
+
+
+@pytest.mark.parametrize(("case", "refusal"), REFUSALS, ids=[case for case, _ in REFUSALS])
+def test_extract_refuses_unsafe_or_tampered_archives(tmp_path: Path, case: str, refusal: str):
     good = {"1_x/a.png": b"image", "1_x/a.txt": b"caption"}
     manifest = _manifest(good)
     members = [_file("manifest.json", manifest), *(_file(p, d) for p, d in good.items())]
@@ -325,7 +370,7 @@ def test_extract_refuses_unsafe_or_tampered_archives(tmp_path: Path, case: str):
     dest = tmp_path / "dest"
     dest.mkdir()
     snapshot_id = "0" * 64 if case == "wrong-id" else hashlib.sha256(manifest).hexdigest()
-    with pytest.raises(ArchiveError):
+    with pytest.raises(ArchiveError, match=refusal):
         extract_archive(archive, dest, snapshot_id)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "outside.txt").exists()
     assert not any(p.is_symlink() for p in dest.rglob("*"))

@@ -70,8 +70,8 @@ def test_the_pins_agree_with_the_test_extras():
     pyproject = (REPO / "pyproject.toml").read_text()
     for name in ("transformers", "tokenizers", "huggingface_hub", "diffusers"):
         match = re.search(rf'"{name}==([^"]+)"', pyproject)
-        if match:
-            assert match.group(1) == PINS[name], name
+        assert match, f"{name} is not pinned in pyproject.toml's extras"
+        assert match.group(1) == PINS[name], name
 
 
 def test_the_baked_tokenizer_cache_is_where_launch_looks(monkeypatch):
@@ -102,8 +102,13 @@ def test_the_build_context_ignore_file_keeps_what_the_image_copies():
 def _entrypoint(db: str, home: Path, **extra: str) -> subprocess.CompletedProcess:
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "orchestrator").exists()
+    # the image sets SD_SCRIPTS_DIR (the worker checks it before claiming): a stand-in checkout, no run trains here
+    checkout = home / "sd-scripts"
+    checkout.mkdir(exist_ok=True)
+    (checkout / "train_network.py").write_text("")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "ORCHESTRATOR_HOME": str(home / "orch"),
-           "ORCHESTRATOR_DATABASE_URL": db, "ORCHESTRATOR_STORE": (home / "artifacts").as_uri(), **extra}
+           "ORCHESTRATOR_DATABASE_URL": db, "ORCHESTRATOR_STORE": (home / "artifacts").as_uri(),
+           "SD_SCRIPTS_DIR": str(checkout), **extra}
     return subprocess.run([str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -122,4 +127,4 @@ def test_entrypoint_with_the_id_of_a_run_that_is_not_queued_exits_2(tmp_path):
         run = store.create_run(NewRun(name="done", status="planned"))
     result = _entrypoint(db, tmp_path, ORCHESTRATOR_RUN_ID=run.id)
     assert result.returncode == 2, result.stderr
-    assert f"run {run.id} is not queued" in result.stderr
+    assert f"run {run.id} is planned, not queued" in result.stderr

@@ -174,7 +174,7 @@ def test_contact_sheet_layout():
     cells = [SheetCell(e, p, punk(4, e), 4.0) for e in (2, 1) for p in ("a", "b", "c")]
     sheet = contact_sheet(cells, tile=64)
     assert sheet.size == (72 + 3 * (2 * 64 + 8 + 8) + 8, 24 + 2 * (64 + 16 + 8) + 8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no images for a contact sheet"):
         contact_sheet([])
 
 
@@ -277,3 +277,40 @@ def test_evaluate_run_reports_missing_epochs(db_url, tmp_path):
         run_id = store.create_run(NewRun(name="none")).id
     result = run("eval", run_id, "--epochs", "3", database=db_url)
     assert result.exit_code == 2 and "no checkpoints with an epoch" in result.output
+
+
+def test_scoring_the_same_folder_again_replaces_its_scores(db_url, test_outputs, tmp_path, monkeypatch):
+    """`score DIR --run R --suite S` twice records the folder once: counts do not double; scored again after a
+    change (an epoch folder removed), the epochs follow the folder; another folder adds its own samples."""
+    with TrackingStore(db_url) as store:
+        run_id = store.create_run(NewRun(name="twice")).id
+    store_args = ("--store", str(tmp_path / "store"))
+
+    def score(folder):
+        result = run("score", str(folder), "--run", "twice", "--suite", "bespoke_punks_8", "--json", *store_args,
+                     database=db_url)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["recorded"]
+
+    def counts():
+        with TrackingStore(db_url) as store:
+            return ([(s.epoch, s.sample_count, s.blank_count) for s in store.epoch_scores(run_id)],
+                    len(store.suite_samples(run_id, "bespoke_punks_8")))
+
+    first = score(test_outputs)
+    assert counts() == ([(1, 3, 0), (2, 3, 0)], 6)
+    monkeypatch.chdir(test_outputs.parent)  # the same folder by a relative path is the same folder
+    second = score(Path(test_outputs.name))
+    assert second["evaluation_id"] == first["evaluation_id"] and second["samples"] == 6
+    assert counts() == ([(1, 3, 0), (2, 3, 0)], 6)
+    for image in (test_outputs / "epoch_2").iterdir():
+        image.unlink()
+    (test_outputs / "epoch_2").rmdir()
+    third = score(test_outputs)
+    assert third["samples"] == 3 and third["best_epoch"] == 1
+    assert counts() == ([(1, 3, 0)], 3)
+    other = tmp_path / "other_outputs" / "epoch_1"
+    other.mkdir(parents=True)
+    punk(7, 99).save(other / "sunglasses_512.png")
+    score(other.parent)
+    assert counts() == ([(1, 4, 0)], 4)

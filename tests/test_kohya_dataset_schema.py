@@ -34,25 +34,35 @@ CASES = [
     ("dataset-only key in a subset", {"datasets": [{"subsets": [{"image_dir": "a", "resolution": 512}]}]},
      ["datasets[0].subsets[0].resolution: unknown key (hint: sd-scripts' dataset config does not have this key)"]),
     ("missing image_dir", {"datasets": [{"subsets": [{"num_repeats": 2}]}]},
-     ["datasets[0].subsets[0]: missing required key 'image_dir'"]),
+     [("datasets[0].subsets[0]: missing required key 'image_dir' (hint: add image_dir = … to this table (the folder of "
+       "the subset's images))")]),
     ("string resolution", {"datasets": [{"resolution": "512,512", "subsets": []}]},
-     ["datasets[0].resolution: expected an integer or an array of 2 (an integer each), got string '512,512'"]),
+     [("datasets[0].resolution: expected an integer or an array of 2 (an integer each), got string '512,512' (hint: "
+       "the dataset config format: docs/config_README-en.md in sd-scripts)")]),
     ("one-element resolution", {"datasets": [{"resolution": [512], "subsets": []}]},
-     ["datasets[0].resolution: expected an integer or an array of 2 (an integer each), got array"]),
+     [("datasets[0].resolution: expected an integer or an array of 2 (an integer each), got array (hint: the dataset "
+       "config format: docs/config_README-en.md in sd-scripts)")]),
     ("float batch size", {"datasets": [{"batch_size": 4.0, "subsets": []}]},
-     ["datasets[0].batch_size: expected an integer, got float 4.0"]),
+     [("datasets[0].batch_size: expected an integer, got float 4.0 (hint: the dataset config format: "
+       "docs/config_README-en.md in sd-scripts)")]),
     ("int network_multiplier", {"general": {"network_multiplier": 1}},
-     ["general.network_multiplier: expected a float (write 1.0, not 1), got integer 1"]),
+     [("general.network_multiplier: expected a float (write 1.0, not 1), got integer 1 (hint: the dataset config "
+       "format: docs/config_README-en.md in sd-scripts)")]),
     ("int validation_split", {"general": {"validation_split": 0}},
-     ["general.validation_split: expected a float (write 1.0, not 1), got integer 0"]),
+     [("general.validation_split: expected a float (write 1.0, not 1), got integer 0 (hint: the dataset config format: "
+       "docs/config_README-en.md in sd-scripts)")]),
     ("int pair", {"general": {"face_crop_aug_range": [1, 2]}},
-     ["general.face_crop_aug_range: expected an array of 2 (a float (write 1.0, not 1) each), got array"]),
+     [("general.face_crop_aug_range: expected an array of 2 (a float (write 1.0, not 1) each), got array (hint: the "
+       "dataset config format: docs/config_README-en.md in sd-scripts)")]),
     ("string flag", {"general": {"shuffle_caption": "yes"}},
-     ["general.shuffle_caption: expected true or false, got string 'yes'"]),
+     [("general.shuffle_caption: expected true or false, got string 'yes' (hint: the dataset config format: "
+       "docs/config_README-en.md in sd-scripts)")]),
     ("datasets not an array", {"datasets": {"subsets": []}},
-     ["datasets: expected an array of tables ([[datasets]]), got table"]),
+     [("datasets: expected an array of tables ([[datasets]]), got table (hint: the dataset config format: "
+       "docs/config_README-en.md in sd-scripts)")]),
     ("subsets not an array", {"datasets": [{"subsets": {"image_dir": "a"}}]},
-     ["datasets[0].subsets: expected an array of tables, got table"]),
+     [("datasets[0].subsets: expected an array of tables, got table (hint: the dataset config format: "
+       "docs/config_README-en.md in sd-scripts)")]),
     ("mixed kinds", {"datasets": [{"subsets": [{"image_dir": "a"}, {"metadata_file": "m.json"}]}]},
      ["datasets[0]: mixes fine-tuning subsets (with metadata_file) and DreamBooth subsets (without) (hint: sd-scripts "
       "needs one kind per dataset: put them in separate [[datasets]])"]),
@@ -78,7 +88,8 @@ def test_source_and_prefix_are_used():
 def test_bool_is_not_an_integer_here():
     # voluptuous would accept True for an int (bool subclasses int); we refuse it
     problems = check_dataset_config({"general": {"keep_tokens": True}})
-    assert [p.one_line() for p in problems] == ["general.keep_tokens: expected an integer, got boolean True"]
+    assert [p.one_line() for p in problems] == [("general.keep_tokens: expected an integer, got boolean True (hint: "
+                                                 "the dataset config format: docs/config_README-en.md in sd-scripts)")]
 
 
 def test_controlnet_when_supported():

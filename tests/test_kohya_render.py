@@ -231,7 +231,7 @@ def test_strings_are_escaped():
     value = 'a "quoted" \\ back\tslash, é \u2014'
     assert tomllib.loads(f"v = {toml_value(value)}")["v"] == value
     assert toml_value([1.0, "x"]) == '[1.0, "x"]'
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot render nan"):
         toml_value(float("nan"))
 
 

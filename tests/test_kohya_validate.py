@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import os
+import re
+import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +21,7 @@ from orchestrator.kohya.settings import ORCHESTRATOR_KEYS, SECRET_KEYS, resolve_
 from orchestrator.kohya.validate import RuleInput, check_arguments, check_value, validate_run
 from orchestrator.spec import RunSpec
 
+SD_SCRIPTS = os.environ.get("SD_SCRIPTS_DIR")
 BASE_ARGS = {"network_module": "networks.lora", "network_dim": 8, "resolution": "512,512", "max_train_epochs": 1,
              "caption_extension": ".txt"}
 
@@ -178,23 +184,32 @@ def test_subset_options_against_sd_scripts_subset_schema():
     lines = run(dataset={"snapshot": "ds", "subsets": subsets})
     assert lines == [
         "error: spec.toml: dataset.subsets[0].keep_tokenz: unknown key (did you mean keep_tokens?)",
-        "error: spec.toml: dataset.subsets[1].flip_aug: expected true or false, got integer 1",
-        "error: spec.toml: dataset.subsets[1].keep_tokens: expected an integer, got string '2'",
-        "error: spec.toml: dataset.subsets[2].num_repeats: must be at least 1",
+        ("error: spec.toml: dataset.subsets[1].flip_aug: expected true or false, got integer 1 (hint: the dataset "
+         "config format: docs/config_README-en.md in sd-scripts)"),
+        ("error: spec.toml: dataset.subsets[1].keep_tokens: expected an integer, got string '2' (hint: the dataset "
+         "config format: docs/config_README-en.md in sd-scripts)"),
+        "error: spec.toml: dataset.subsets[2].num_repeats: must be at least 1 (hint: set num_repeats to 1 or more)",
     ]
 
 
 @pytest.mark.parametrize(("sample", "expected"), [
     ({"every_n_epochs": 1, "prompts": ["pixel art, 24x24"]}, []),
     ({"every_n_epochs": 1, "prompts": ["pixel art --n blurry"]},
-     ["error: spec.toml: sample.prompts[0].text: contains ' --', which sd-scripts reads as the start of an option"]),
+     [("error: spec.toml: sample.prompts[0].text: contains ' --', which sd-scripts reads as the start of an option "
+       "(hint: remove the ' --'; set width, seed, steps and the negative prompt as [sample] keys or prompt table "
+       "fields instead)")]),
     ({"every_n_epochs": 1, "prompts": ["# pixel art"]},
-     ["error: spec.toml: sample.prompts[0].text: starts with '#': sd-scripts skips it as a comment"]),
-    ({"every_n_epochs": 1, "prompts": ["two\nlines"]}, ["error: spec.toml: sample.prompts[0].text: must be one line"]),
-    ({"every_n_epochs": 1, "prompts": ["  "]}, ["error: spec.toml: sample.prompts[0].text: is empty"]),
+     [("error: spec.toml: sample.prompts[0].text: starts with '#': sd-scripts skips it as a comment (hint: remove the "
+       "leading '#', or remove the prompt)")]),
+    ({"every_n_epochs": 1, "prompts": ["two\nlines"]}, [("error: spec.toml: sample.prompts[0].text: must be one line "
+                                                         "(hint: sd-scripts reads its prompt file line by line: put "
+                                                         "each prompt in its own list entry)")]),
+    ({"every_n_epochs": 1, "prompts": ["  "]}, [("error: spec.toml: sample.prompts[0].text: is empty (hint: give the "
+                                                 "prompt's text, or remove the entry)")]),
     ({"every_n_epochs": 1, "prompts": [{"text": "a", "negative": "b --s 3"}]},
      ["error: spec.toml: sample.prompts[0].negative: contains ' --', which sd-scripts reads as the start of an "
-      "option"]),
+      "option (hint: remove the ' --'; set width, seed, steps and the negative prompt as [sample] keys or prompt "
+      "table fields instead)"]),
     ({"every_n_epochs": 1, "width": 500, "prompts": ["a"]},
      ["warning: spec.toml: sample.width: 500: sd-scripts rounds it down to a multiple of 8 (at least 64)"]),
     ({"every_n_epochs": 1, "steps": 2000, "prompts": ["a"]},
@@ -202,7 +217,9 @@ def test_subset_options_against_sd_scripts_subset_schema():
     ({"prompts": ["a"]}, ["warning: spec.toml: sample.every_n_epochs: is not set: sd-scripts will not render the "
                           "sample prompts (hint: set every_n_epochs = 1)"]),
     ({"every_n_epochs": 1, "sampler": "euler_b", "prompts": ["a"]},
-     ["error: spec.toml: sample.sampler: unknown sampler 'euler_b' (did you mean euler_a?)"]),
+     [("error: spec.toml: sample.sampler: unknown sampler 'euler_b' (did you mean euler_a?) (hint: samplers: ddim, "
+       "pndm, lms, euler, euler_a, heun, dpm_2, dpm_2_a, dpmsolver, dpmsolver++, dpmsingle, k_lms, k_euler, k_euler_a, "
+       "k_dpm_2, k_dpm_2_a)")]),
     ({"every_n_epochs": 0, "prompts": ["a"]},
      ["warning: spec.toml: sample.every_n_epochs: is 0: sd-scripts disables sampling"]),
 ])
@@ -222,7 +239,8 @@ def test_family_must_match_the_preset():
 
 def test_unset_and_commit_and_seed():
     lines = run({"noise_offset": 0.1}, config={"network_dim": 4}, unset=["network_dim"])
-    assert lines == ["error: spec.toml: unset[0]: network_dim is both unset and set in [config]"]
+    assert lines == [("error: spec.toml: unset[0]: network_dim is both unset and set in [config] (hint: keep "
+                      "network_dim in one of unset and [config])")]
     assert run(unset=["flip_aug"]) == ["warning: spec.toml: unset[0]: flip_aug is not set by preset test"]
     assert run({"noise_offset": 0.1}, unset=["noise_offset"]) == []
     other = run(sd_scripts={"commit": "0123456789abcdef0123456789abcdef01234567"})
@@ -263,11 +281,13 @@ CASES = [
     # bucket_reso_steps (assert_extra_args -> verify_bucket_reso_steps(64) / (32) for SDXL)
     ("sd15 steps 64", {"enable_bucket": True, "bucket_reso_steps": 64}, {}, "sd15", (), []),
     ("sd15 steps 32", {"enable_bucket": True, "bucket_reso_steps": 32}, {}, "sd15", (),
-     ["error: test.toml: arguments.bucket_reso_steps: is 32; train_network.py requires a multiple of 64"]),
+     [("error: test.toml: arguments.bucket_reso_steps: is 32; train_network.py requires a multiple of 64 (hint: use a "
+       "positive multiple of 64, e.g. 128)")]),
     ("sdxl steps 32", {"enable_bucket": True, "bucket_reso_steps": 32, "resolution": "1024,1024"}, {}, "sdxl", (),
      []),
     ("sdxl steps 16", {"enable_bucket": True, "bucket_reso_steps": 16, "resolution": "1024,1024"}, {}, "sdxl", (),
-     ["error: test.toml: arguments.bucket_reso_steps: is 16; sdxl_train_network.py requires a multiple of 32"]),
+     [("error: test.toml: arguments.bucket_reso_steps: is 16; sdxl_train_network.py requires a multiple of 32 (hint: "
+       "use a positive multiple of 32, e.g. 64)")]),
     ("steps unused without buckets", {"bucket_reso_steps": 32}, {}, "sd15", (),
      ["warning: test.toml: arguments.bucket_reso_steps: has no effect without enable_bucket = true"]),
     # min/max bucket resolution vs resolution (adjust_min_max_bucket_reso_by_steps)
@@ -293,11 +313,14 @@ CASES = [
     ("full_fp16 ok", {"full_fp16": True, "mixed_precision": "fp16"}, {}, "sd15", (), []),
     ("full_bf16 ok", {"full_bf16": True, "mixed_precision": "bf16"}, {}, "sd15", (), []),
     ("full_fp16 with bf16", {"full_fp16": True, "mixed_precision": "bf16"}, {}, "sd15", (),
-     ["error: test.toml: arguments.full_fp16: requires mixed_precision = \"fp16\" (it is 'bf16')"]),
+     [("error: test.toml: arguments.full_fp16: requires mixed_precision = \"fp16\" (it is 'bf16') (hint: set "
+       "mixed_precision = \"fp16\", or remove full_fp16)")]),
     ("full_bf16 with no", {"full_bf16": True}, {}, "sd15", (),
-     ["error: test.toml: arguments.full_bf16: requires mixed_precision = \"bf16\" (it is 'no')"]),
+     [("error: test.toml: arguments.full_bf16: requires mixed_precision = \"bf16\" (it is 'no') (hint: set "
+       "mixed_precision = \"bf16\", or remove full_bf16)")]),
     ("both full", {"full_fp16": True, "full_bf16": True, "mixed_precision": "fp16"}, {}, "sd15", (),
-     ["error: test.toml: arguments.full_bf16: cannot be combined with full_fp16 (sd-scripts would ignore it)"]),
+     [("error: test.toml: arguments.full_bf16: cannot be combined with full_fp16 (sd-scripts would ignore it) (hint: "
+       "keep one of full_fp16 and full_bf16)")]),
     # logging (prepare_accelerator); logging_dir is always set by the orchestrator
     ("tensorboard ok", {"log_with": "tensorboard"}, {}, "sd15", (), []),
     ("all ok", {}, {"log_with": "all"}, "sd15", (), []),
@@ -310,7 +333,8 @@ CASES = [
       "not supported by the sd15 family)"]),
     ("sd15 v2 false", {"v2": False}, {}, "sd15", (), []),
     ("sdxl v2", {"v2": True, "resolution": "1024"}, {}, "sdxl", (),
-     ["error: test.toml: arguments.v2: cannot be used with SDXL (sdxl_train_network.py refuses it)"]),
+     [("error: test.toml: arguments.v2: cannot be used with SDXL (sdxl_train_network.py refuses it) (hint: remove v2, "
+       "or set base_model.family to the model's family)")]),
     ("v2 clip_skip", {"v2": True, "clip_skip": 2}, {}, "sd15", (),
      ["error: test.toml: arguments.v2: loads an SD2.x model, but base_model.family is sd15 (hint: SD2.x models are "
       "not supported by the sd15 family)",
@@ -320,16 +344,19 @@ CASES = [
       "only v-prediction checkpoints train correctly with it"]),
     ("v-pred on sdxl", {"v_parameterization": True, "resolution": "1024"}, {}, "sdxl", (), []),
     ("scale_v_pred without v", {"scale_v_pred_loss_like_noise_pred": True}, {}, "sd15", (),
-     ["error: test.toml: arguments.scale_v_pred_loss_like_noise_pred: requires v_parameterization"]),
+     [("error: test.toml: arguments.scale_v_pred_loss_like_noise_pred: requires v_parameterization (hint: set "
+       "v_parameterization = true (a v-prediction model), or remove it)")]),
     ("v_pred_like_loss with v", {"v_pred_like_loss": 0.1, "v_parameterization": True, "resolution": "1024"}, {},
-     "sdxl", (), ["error: test.toml: arguments.v_pred_like_loss: cannot be used with v_parameterization"]),
+     "sdxl", (), [("error: test.toml: arguments.v_pred_like_loss: cannot be used with v_parameterization (hint: remove "
+                   "one of them)")]),
     ("v_pred_like_loss without v", {"v_pred_like_loss": 0.1}, {}, "sd15", (), []),
     ("zero_terminal_snr without v", {"zero_terminal_snr": True}, {}, "sd15", (),
      ["warning: test.toml: arguments.zero_terminal_snr: without v_parameterization gives unexpected results"]),
     # adaptive noise (verify_training_args)
     ("adaptive with offset", {"adaptive_noise_scale": 0.01, "noise_offset": 0.1}, {}, "sd15", (), []),
     ("adaptive without offset", {"adaptive_noise_scale": 0.01}, {}, "sd15", (),
-     ["error: test.toml: arguments.adaptive_noise_scale: requires noise_offset"]),
+     [("error: test.toml: arguments.adaptive_noise_scale: requires noise_offset (hint: set noise_offset too, e.g. "
+       "0.05)")]),
     # lr scheduler (get_scheduler_fix)
     ("cosine_with_restarts", {"lr_scheduler": "cosine_with_restarts", "lr_warmup_steps": 100}, {}, "sd15", (), []),
     ("scheduler typo", {"lr_scheduler": "cosine_restarts"}, {}, "sd15", (),
@@ -344,7 +371,8 @@ CASES = [
       "lr_scheduler = \"constant_with_warmup\")"]),
     ("constant_with_warmup", {"lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 0.1}, {}, "sd15", (), []),
     ("adafactor scheduler with AdamW", {"lr_scheduler": "adafactor", "optimizer_type": "AdamW"}, {}, "sd15", (),
-     ["error: test.toml: arguments.lr_scheduler: 'adafactor' requires optimizer_type = \"Adafactor\""]),
+     [("error: test.toml: arguments.lr_scheduler: 'adafactor' requires optimizer_type = \"Adafactor\" (hint: set "
+       "optimizer_type = \"Adafactor\", or choose another lr_scheduler)")]),
     ("adafactor pair", {"lr_scheduler": "adafactor", "optimizer_type": "Adafactor"}, {}, "sd15", (), []),
     # optimizer (get_optimizer)
     ("AdamW8bit", {"optimizer_type": "AdamW8bit"}, {}, "sd15", (), []),
@@ -359,31 +387,38 @@ CASES = [
       "use_8bit_adam)"]),
     ("use_8bit_adam alone", {"use_8bit_adam": True}, {}, "sd15", (), []),
     ("fused backward with AdamW", {"fused_backward_pass": True}, {}, "sd15", (),
-     ["error: test.toml: arguments.fused_backward_pass: only works with optimizer_type = \"Adafactor\""]),
+     [("error: test.toml: arguments.fused_backward_pass: only works with optimizer_type = \"Adafactor\" (hint: set "
+       "optimizer_type = \"Adafactor\", or remove fused_backward_pass)")]),
     ("fused backward with accumulation", {"fused_backward_pass": True, "optimizer_type": "Adafactor",
                                           "gradient_accumulation_steps": 2}, {}, "sd15", (),
-     ["error: test.toml: arguments.fused_backward_pass: does not work with gradient_accumulation_steps > 1"]),
+     [("error: test.toml: arguments.fused_backward_pass: does not work with gradient_accumulation_steps > 1 (hint: set "
+       "gradient_accumulation_steps = 1, or remove fused_backward_pass)")]),
     # key=value lists (get_optimizer, get_scheduler_fix, NetworkTrainer.train)
     ("good key=value lists", {"optimizer_args": ["betas=(0.9,0.99)", "weight_decay=0.01"],
                               "network_args": ["conv_dim=4", "algo=lora=x"]}, {}, "sd15", (), []),
     ("no equals", {"optimizer_args": ["weight_decay"]}, {}, "sd15", (),
-     ["error: test.toml: arguments.optimizer_args: 'weight_decay' is not key=value with exactly one '='"]),
+     [("error: test.toml: arguments.optimizer_args: 'weight_decay' is not key=value with exactly one '=' (hint: write "
+       "each entry as \"name=value\", e.g. \"betas=0.9,0.999\")")]),
     ("two equals", {}, {"lr_scheduler_args": ["a=b=c"]}, "sd15", (),
-     ["error: spec.toml: config.lr_scheduler_args: 'a=b=c' is not key=value with exactly one '='"]),
+     [("error: spec.toml: config.lr_scheduler_args: 'a=b=c' is not key=value with exactly one '=' (hint: write each "
+       "entry as \"name=value\", e.g. \"betas=0.9,0.999\")")]),
     ("not a literal", {"optimizer_args": ["name=foo"]}, {}, "sd15", (),
      ["error: test.toml: arguments.optimizer_args: 'name=foo': the value is not a Python literal (hint: quote "
       "strings: key='text'; numbers and True/False as they are)"]),
     ("network_args without equals", {"network_args": ["conv_dim"]}, {}, "sd15", (),
-     ["error: test.toml: arguments.network_args: 'conv_dim' is not key=value"]),
+     [("error: test.toml: arguments.network_args: 'conv_dim' is not key=value (hint: write each entry as "
+       "\"name=value\", e.g. \"conv_dim=4\")")]),
     # SDXL text encoder output cache (SdxlNetworkTrainer.assert_extra_args)
     ("sdxl te cache ok", {"resolution": "1024", "cache_text_encoder_outputs": True, "network_train_unet_only": True},
      {}, "sdxl", (), []),
     ("sdxl te cache + shuffle", {"resolution": "1024", "cache_text_encoder_outputs_to_disk": True,
                                  "shuffle_caption": True}, {}, "sdxl", (),
      ["error: test.toml: arguments.shuffle_caption: cannot be used with cache_text_encoder_outputs_to_disk: the "
-      "cached text encoder outputs are computed once from the unchanged caption",
+      "cached text encoder outputs are computed once from the unchanged caption (hint: remove shuffle_caption from "
+      "the subsets, or remove cache_text_encoder_outputs_to_disk)",
       "error: test.toml: arguments.cache_text_encoder_outputs_to_disk: requires network_train_unet_only = true (the "
-      "text encoder cannot be trained from cached outputs)"]),
+      "text encoder cannot be trained from cached outputs) (hint: set network_train_unet_only = true, or remove "
+      "cache_text_encoder_outputs_to_disk)"]),
     # attention backend (replace_unet_modules)
     ("xformers", {"xformers": True}, {}, "sd15", (),
      ["warning: test.toml: arguments.xformers: needs the xformers package on the training machine (hint: sdpa = true "
@@ -405,9 +440,11 @@ CASES = [
     # ranges
     ("ranges ok", {"network_dim": 1, "learning_rate": 0.0, "caption_dropout_rate": 1.0}, {}, "sd15", (), []),
     ("ranges bad", {"network_dim": 0, "learning_rate": -1e-4, "caption_dropout_rate": 1.5}, {}, "sd15", (),
-     ["error: test.toml: arguments.network_dim: must be at least 1 (got 0)",
-      "error: test.toml: arguments.learning_rate: must not be negative (got -0.0001)",
-      "error: test.toml: arguments.caption_dropout_rate: is a probability, at most 1 (got 1.5)"]),
+     ["error: test.toml: arguments.network_dim: must be at least 1 (got 0) (hint: set network_dim to 1 or more)",
+      ("error: test.toml: arguments.learning_rate: must not be negative (got -0.0001) (hint: set learning_rate to 0 or "
+       "more)"),
+      ("error: test.toml: arguments.caption_dropout_rate: is a probability, at most 1 (got 1.5) (hint: use a value "
+       "from 0 to 1, e.g. 0.05)")]),
 ]
 
 
@@ -446,12 +483,68 @@ def test_output_dir_and_logging_dir_rules_with_what_the_orchestrator_sets_remove
     assert [p.one_line() for p in problems] == ["spec.toml: config.output_dir: is required"]
     assert validate_module.tensorboard_needs_logging_dir(_rule_input()) == []
     problems = validate_module.tensorboard_needs_logging_dir(_rule_input(logging_dir=None))
-    assert [p.one_line() for p in problems] == ["spec.toml: config.log_with: 'tensorboard' needs logging_dir"]
+    assert [p.one_line() for p in problems] == [("spec.toml: config.log_with: 'tensorboard' needs logging_dir (hint: "
+                                                 "set logging_dir = \"logs\" (launch puts it in the run's work "
+                                                 "directory))")]
+
+
+# A rule either mirrors a check of sd-scripts and names the code it mirrors (``train_util.verify_training_args``,
+# ``NetworkTrainer.train``), or it says that sd-scripts has no such check.
+NOT_SD_SCRIPTS = re.compile(r"Not an sd-scripts check|sd-scripts does not check")
+DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+
+
+def _cited_names(doc: str) -> list[str]:
+    """The dotted names in a docstring's ``code`` spans (a name wrapped onto the next line joined again)."""
+    spans = [re.sub(r"\n\s*", "", span) for span in re.findall(r"``(.+?)``", doc, re.DOTALL)]
+    return [name for span in spans for name in DOTTED.findall(span)]
+
+
+def _sd_scripts_definitions(root: Path) -> dict[str, set[str]]:
+    """module or class name -> the names defined in it, over sd-scripts' top-level scripts and library/."""
+    defined: dict[str, set[str]] = {}
+    for path in [*root.glob("*.py"), *(root / "library").glob("*.py")]:
+        with warnings.catch_warnings():  # sd-scripts' own invalid escape sequences are not ours to report
+            warnings.simplefilter("ignore")
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = defined.setdefault(path.stem, set())
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                top.add(node.name)
+            if isinstance(node, ast.ClassDef):
+                defined.setdefault(node.name, set()).update(
+                    n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return defined
+
+
+def _resolves(name: str, defined: dict[str, set[str]]) -> bool | None:
+    """True when each part of ``name`` is defined in the one before it; None when it is not sd-scripts' name."""
+    head, *parts = name.split(".")
+    if head not in defined:
+        return None
+    scope = head
+    for part in parts:
+        if part not in defined.get(scope, set()):
+            return False
+        scope = part
+    return True
 
 
 def test_every_rule_has_a_docstring_citing_its_source():
     for check in validate_module.RULES:
-        assert check.__doc__ and len(check.__doc__) > 40, check.__name__
+        doc = check.__doc__ or ""
+        assert _cited_names(doc) or NOT_SD_SCRIPTS.search(doc), f"{check.__name__} cites no sd-scripts code"
+
+
+@pytest.mark.skipif(not SD_SCRIPTS or not (Path(SD_SCRIPTS) / "train_network.py").is_file(),
+                    reason="SD_SCRIPTS_DIR is not set (an sd-scripts checkout; see tools/README-sd-scripts-cpu.md)")
+def test_the_sd_scripts_code_each_rule_cites_exists():
+    defined = _sd_scripts_definitions(Path(SD_SCRIPTS or ""))
+    for check in validate_module.RULES:
+        doc = check.__doc__ or ""
+        resolved = {name: _resolves(name, defined) for name in _cited_names(doc)}
+        assert [name for name, ok in resolved.items() if ok is False] == [], check.__name__
+        assert True in resolved.values() or NOT_SD_SCRIPTS.search(doc), f"{check.__name__} cites no sd-scripts code"
 
 
 @pytest.mark.parametrize(("config", "expected"), [

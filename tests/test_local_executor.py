@@ -163,15 +163,19 @@ def test_killed_orchestrator_leaves_a_run_that_the_next_command_marks_lost(store
     (tmp_path / "w").mkdir()
     orchestrator = subprocess.Popen([sys.executable, "-c", _KILLED_ORCHESTRATOR, db_url, artifacts.uri, run.id,
                                      str(tmp_path / "w"), str(STANDIN)], start_new_session=True)
-    deadline = time.time() + 30
-    while time.time() < deadline and not store.checkpoints(run.id) and not (tmp_path / "w" / "output").exists():
-        time.sleep(0.1)
-    time.sleep(0.5)
+    # Wait until the trainer is up and the orchestrator has beaten at least once (the deadline only bounds a hang).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+            (tmp_path / "w" / "output").exists() and store.get_run(run.id).heartbeat_at > run.heartbeat_at):
+        time.sleep(0.05)
     os.killpg(orchestrator.pid, signal.SIGKILL)  # the orchestrator and its trainer die without a word
     orchestrator.wait()
+    last_beat = store.get_run(run.id).heartbeat_at
+    assert last_beat > run.heartbeat_at and store.get_run(run.id).status == "running"
+    # Judged at times just before and just after the timeout, not by waiting for it to pass.
+    assert store.mark_lost(timedelta(seconds=1), now=last_beat + timedelta(seconds=0.9)) == []
     assert store.get_run(run.id).status == "running"
-    time.sleep(1.2)
-    assert store.mark_lost(timedelta(seconds=1)) == [run.id]
+    assert store.mark_lost(timedelta(seconds=1), now=last_beat + timedelta(seconds=1.1)) == [run.id]
     assert store.get_run(run.id).status == "lost"
     _kill_processes_in(tmp_path / "w")  # the trainer had its own session: it outlived the orchestrator
 

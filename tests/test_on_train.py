@@ -69,8 +69,8 @@ def test_suite_becomes_the_sample_prompts(tmp_path):
         assert f" --d {seed} " in line and f" --s {suite.steps}" in line and f" --w {suite.width} " in line
     config = {k: v for section in tomllib.loads(data["config_toml"]).values() for k, v in section.items()}
     assert config["sample_every_n_epochs"] == 1 and config["sample_prompts"].endswith("sample_prompts.txt")
-    assert data["spec"]["evaluation"]["on_train"] is True and "prompts" not in data["spec"]["sample"] or \
-        data["spec"]["sample"]["prompts"] == []  # the stored spec stays as written
+    # The stored spec stays as written: the suite is rendered, not copied into [sample].
+    assert data["spec"]["evaluation"]["on_train"] is True and data["spec"]["sample"]["prompts"] == []
 
 
 def test_seeds_override_and_inline_prompts(tmp_path):

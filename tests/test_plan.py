@@ -17,7 +17,7 @@ from orchestrator.spec import RunSpec, load_spec
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "specs"
 EXAMPLE = ROOT / "kohya_configs" / "specs" / "sd15_perfect.toml"
-FILES = ["config.toml", "dataset.toml", "sample_prompts.txt", "command.json", "spec.json"]
+FILES = ["config.toml", "dataset.toml", "sample_prompts.txt", "command.json", "spec.json", "run.sh"]
 
 
 @pytest.fixture(autouse=True)
@@ -98,6 +98,39 @@ def test_out_writes_the_files_deterministically(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_out_is_a_runnable_folder(tmp_path):
+    """run.sh runs the planned command from its folder: here a stand-in accelerate (on PATH) records how it was
+    called, which is exactly the argv and environment of command.json."""
+    import os
+    import stat
+    import subprocess
+
+    out = tmp_path / "plan"
+    result = run("plan", str(EXAMPLE), "--out", str(out), "--sd-scripts", "/opt/sd-scripts")
+    assert result.exit_code == 0, result.output
+    assert f"run it with: sh {out / 'run.sh'}" in result.stdout
+    script = out / "run.sh"
+    assert script.stat().st_mode & stat.S_IXUSR
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "accelerate").write_text('#!/bin/sh\npwd > called\necho "$@" >> called\n'
+                                        'echo "$PYTHONUNBUFFERED $HF_HUB_DISABLE_TELEMETRY" >> called\n')
+    (bin_dir / "accelerate").chmod(0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(["sh", str(script)], cwd=elsewhere, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    command = json.loads((out / "command.json").read_text())
+    called = (out / "called").read_text().splitlines()
+    assert called[0] == str(out.resolve()) and called[1] == " ".join(command["argv"][1:])
+    assert called[2] == f"{command['env']['PYTHONUNBUFFERED']} {command['env']['HF_HUB_DISABLE_TELEMETRY']}"
+    unplanned = tmp_path / "no-sd-scripts"
+    assert run("plan", str(EXAMPLE), "--out", str(unplanned)).exit_code == 0
+    refused = subprocess.run(["sh", str(unplanned / "run.sh")], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "plan again with --sd-scripts PATH" in refused.stderr
+
+
 def test_errors_one_line_each_naming_the_spec_and_nothing_written(tmp_path):
     spec = write_spec(tmp_path, SPEC_HEAD + '\n[config]\nnetwork_dimm = 64\nmixed_precision = "fp32"\n')
     out = tmp_path / "plan"
@@ -119,7 +152,8 @@ def test_rule_errors_also_stop_the_plan(tmp_path):
     assert result.stderr.splitlines() == [
         f"Error: {spec}: config.color_aug: cannot be used with cache_latents: cached latents are computed once, "
         "augmentation needs the image every step (hint: drop color_aug or the latent cache)",
-        f"Error: {spec}: config.full_bf16: requires mixed_precision = \"bf16\" (it is 'fp16')",
+        (f"Error: {spec}: config.full_bf16: requires mixed_precision = \"bf16\" (it is 'fp16') (hint: set "
+         f"mixed_precision = \"bf16\", or remove full_bf16)"),
     ]
     assert not out.exists()
 
@@ -137,7 +171,8 @@ def test_warnings_are_shown_and_do_not_fail(tmp_path):
 def test_missing_spec_file():
     result = CliRunner().invoke(cli, ["plan", "nope.toml"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: spec file nope.toml does not exist"
+    assert result.stderr.strip() == ("Error: spec file nope.toml does not exist (hint: check the path; example specs "
+                                     "are in kohya_configs/specs/)")
 
 
 def test_unknown_preset_is_reported_as_a_problem(tmp_path):
@@ -248,5 +283,6 @@ def test_rendered_dataset_toml_problems_name_the_file_and_the_key():
                                     source=DATASET_FILE)
     assert [(p.severity, p.one_line()) for p in problems] == [
         ("error", "dataset.toml: general.keep_tokenz: unknown key (did you mean keep_tokens?)"),
-        ("error", "dataset.toml: datasets[0].subsets[0]: missing required key 'image_dir'"),
+        ("error", ("dataset.toml: datasets[0].subsets[0]: missing required key 'image_dir' (hint: add image_dir = … to "
+                   "this table (the folder of the subset's images))")),
     ]

@@ -75,7 +75,7 @@ def _cli(*args, database):
     return CliRunner().invoke(cli, ["--database", database, *args])
 
 
-def test_launch_on_queue_then_worker_without_sd_scripts_fails_cleanly(db_url, tmp_path, monkeypatch):
+def test_launch_on_queue_then_worker_without_sd_scripts_claims_nothing(db_url, tmp_path, monkeypatch):
     import json
     from pathlib import Path
 
@@ -88,13 +88,23 @@ def test_launch_on_queue_then_worker_without_sd_scripts_fails_cleanly(db_url, tm
     assert (run["status"], run["queue"], run["seed"]) == ("queued", "h100", 2025)
     assert run["dataset_snapshot_id"] and run["caption_version_id"]
     # another queue's worker leaves it alone
-    other = _cli("worker", "--queue", "a100", "--store", store_uri, database=db_url)
+    checkout = tmp_path / "sd-scripts"
+    checkout.mkdir()
+    (checkout / "train_network.py").write_text("")  # passes the configuration check; it claims nothing here
+    other = _cli("worker", "--queue", "a100", "--sd-scripts", str(checkout), "--store", store_uri, database=db_url)
     assert other.exit_code == 0 and "no queued run" in other.output
-    failed = _cli("worker", "--queue", "h100", "--store", store_uri, database=db_url)
-    assert failed.exit_code == 1
-    assert "sd-scripts is not configured" in failed.output and "Traceback" not in failed.output
+    refused = _cli("worker", "--queue", "h100", "--store", store_uri, database=db_url)
+    assert refused.exit_code == 1
+    assert refused.output.startswith("Error: sd-scripts is not configured (hint: set SD_SCRIPTS_DIR")
+    assert "Traceback" not in refused.output
+    # the check comes before the claim: the run is still queued for a worker that can train it, with no trace
     shown = json.loads(_cli("runs", "show", run["id"], "--json", database=db_url).output)
-    assert shown["status"] == "failed" and "sd-scripts is not configured" in shown["error_summary"]
+    assert (shown["status"], shown["worker"], shown["attempt"]) == ("queued", None, 1)
+    assert [e["message"] for e in shown["events"] if e["kind"] == "status" and "claimed" in (e["message"] or "")] == []
+    by_prefix = _cli("worker", "--run-id", run["id"][:8], "--store", store_uri, database=db_url)
+    assert by_prefix.exit_code == 1 and "sd-scripts is not configured" in by_prefix.output
+    assert json.loads(_cli("runs", "show", run["id"], "--json", database=db_url).output)["status"] == "queued"
+    assert _cli("runs", "cancel", run["id"], database=db_url).exit_code == 0
     requeued = _cli("runs", "requeue", run["id"], database=db_url)
     assert requeued.exit_code == 0 and "attempt 2" in requeued.output
     watched = _cli("runs", "watch", run["id"], "--timeout", "0.5", "--interval", "0.1", database=db_url)
@@ -144,3 +154,27 @@ def test_worker_runs_the_evaluation_the_spec_asks_for(db_url, tmp_path):
         result = evaluate_as_asked(store, artifacts, run_id, spec, generator_factory=StandInGenerator)
         assert result.best_epoch == 2 and store.get_run(run_id).best_epoch == 2
         assert any("best epoch 2" in e.message for e in store.events(run_id, kind="evaluation"))
+
+
+def test_worker_run_id_takes_a_prefix_or_a_name(db_url, tmp_path, monkeypatch):
+    """`worker --run-id` resolves a reference as every other command does; a run that is not queued is refused
+    with its status, and nothing is claimed."""
+    from orchestrator.tracking.store import TrackingStore
+
+    checkout = tmp_path / "sd-scripts"
+    checkout.mkdir()
+    (checkout / "train_network.py").write_text("")  # enough for the configuration check; no run gets that far
+    monkeypatch.setenv("SD_SCRIPTS_DIR", str(checkout))
+    with TrackingStore(db_url) as store:
+        done = store.create_run(NewRun(name="finished-run", status="succeeded"))
+        store.create_run(NewRun(name="waiting", status="queued"))
+    store_uri = (tmp_path / "store").as_uri()
+    for ref in (done.id[:6], "finished-run"):
+        result = _cli("worker", "--run-id", ref, "--store", store_uri, database=db_url)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (f"Error: run {done.id} is succeeded, not queued (hint: `orchestrator runs "
+                                         f"requeue {done.id}` puts a lost, failed or cancelled run back in the queue)")
+    unknown = _cli("worker", "--run-id", "nosuch-run", "--store", store_uri, database=db_url)
+    assert unknown.exit_code == 2 and unknown.output.startswith("Error: no run 'nosuch-run' (hint: ")
+    with TrackingStore(db_url) as store:
+        assert store.get_run("waiting").status == "queued"  # a refused --run-id takes no other run

@@ -12,6 +12,7 @@ import json
 import re
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -114,18 +115,45 @@ def runpod_api(monkeypatch):
     stand_in.server.shutdown()
 
 
+class Clock:
+    """The time the launcher reckons a pod's cost by; the test moves it instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
 def _queued(store):
     return store.create_run(NewRun(name="rp", status="queued", remote_kind="runpod", executor="runpod"))
 
 
-def _worker_in_pod(store, outcome="succeeded", delay=0.2):
-    """What the image's entrypoint does with the database: claim the run named in the pod's env, then end it."""
+def _claim(store, worker: str, run_id: str):
+    """Claim the run as a worker does, again while it finds it locked: the claim skips a row that another
+    transaction holds (SKIP LOCKED on PostgreSQL), such as the launcher's own update of the run."""
+    deadline = time.monotonic() + 30
+    while (claimed := store.claim_run(worker, run_id=run_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return claimed
+
+
+def _worker_in_pod(store, outcome="succeeded", delay=0.2, clock=None, trains_for=timedelta(0)):
+    """What the image's entrypoint does with the database: claim the run named in the pod's env, then end it
+    (``trains_for`` later on ``clock``)."""
     def on_create(pod_id, env):
         def work():
             time.sleep(delay)
-            claimed = store.claim_run(f"{pod_id}:1", run_id=env["ORCHESTRATOR_RUN_ID"])
-            assert claimed is not None
+            claimed = _claim(store, f"{pod_id}:1", env["ORCHESTRATOR_RUN_ID"])
+            if claimed is None:  # end the run, or the launcher would follow it for ever
+                store.set_status(env["ORCHESTRATOR_RUN_ID"], "failed", error_summary="the stand-in could not claim it")
+                return
             time.sleep(delay)
+            if clock:
+                clock.now += trains_for
             if outcome:
                 store.set_status(claimed.id, outcome, exit_code=0 if outcome == "succeeded" else 1)
         threading.Thread(target=work, daemon=True).start()
@@ -134,14 +162,15 @@ def _worker_in_pod(store, outcome="succeeded", delay=0.2):
 
 def test_launch_creates_the_pod_follows_the_run_and_terminates_it(store, runpod_api):
     run = _queued(store)
-    runpod_api.on_create = _worker_in_pod(store)
+    clock = Clock()
+    runpod_api.on_create = _worker_in_pod(store, clock=clock, trains_for=timedelta(minutes=20))
     messages = []
     record = launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="ghcr.io/me/orch-worker:1",
-                              environ=ENV, poll_seconds=0.05, on_status=messages.append)
+                              environ=ENV, poll_seconds=0.05, on_status=messages.append, clock=clock)
     assert record.status == "succeeded"
     assert record.remote_kind == "runpod" and record.remote_id == "pod001"
     assert record.gpu_type == "NVIDIA H100 80GB HBM3"
-    assert record.cost_usd is not None and 0 <= record.cost_usd < 0.01  # 2.69 $/h for well under a minute
+    assert record.cost_usd == round(2.69 * 20 / 60, 4)  # the stand-in's 2.69 $/h for the 20 minutes
     assert runpod_api.pods == {}  # terminated
     create = next(q for q in runpod_api.queries if "podFindAndDeployOnDemand" in q)
     assert "cloudType: SECURE" in create and "containerDiskInGb: 50" in create
@@ -151,7 +180,9 @@ def test_launch_creates_the_pod_follows_the_run_and_terminates_it(store, runpod_
     assert all(a == f"Bearer {API_KEY}" for a in runpod_api.auth)
     kinds = [e.data["action"] for e in store.events(run.id, kind="remote")]
     assert kinds == ["created", "terminated"]
-    assert any("pod001" in m for m in messages) and any("estimated cost" in m for m in messages)
+    terminated = store.events(run.id, kind="remote")[-1]
+    assert terminated.message == "runpod pod pod001 terminated after 20.0 min, estimated $0.90"
+    assert any("pod001" in m for m in messages) and messages[-1].endswith("estimated cost $0.90")
 
 
 def test_the_pod_gets_the_run_id_and_credentials_exactly_and_nothing_else(store, runpod_api):
@@ -166,8 +197,11 @@ def test_the_pod_gets_the_run_id_and_credentials_exactly_and_nothing_else(store,
     stored = json.dumps([record.to_dict(), [e.to_dict() for e in store.events(run.id)]], default=str)
     for secret in (API_KEY, "db-s3cret-pw", AWS["AWS_SECRET_ACCESS_KEY"].replace("\\", "\\\\")):
         assert secret not in stored
-    cancelled = cancel_runpod_run(store, record, environ=ENV)
-    assert cancelled.status == "cancelled" and cancelled.cost_usd is not None
+    clock = Clock()
+    clock.now = datetime.fromisoformat(store.events(run.id, kind="remote")[0].data["created_at"])
+    clock.advance(minutes=10)
+    cancelled = cancel_runpod_run(store, record, environ=ENV, clock=clock)
+    assert cancelled.status == "cancelled" and cancelled.cost_usd == round(2.69 * 10 / 60, 4)
     assert runpod_api.pods == {}
 
 
@@ -289,15 +323,17 @@ def test_pod_environment_forwards_store_credentials_only():
 def test_the_worker_in_the_pod_records_the_cost_and_terminates_its_own_pod(store, runpod_api):
     """`launch --on runpod` returns at once; the pod's worker ends the pod (RunPod restarts exited containers)."""
     run = _queued(store)
-    launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV, wait=False)
+    clock = Clock()
+    launch_on_runpod(store, run, gpu_type="NVIDIA H100 80GB HBM3", image="img", environ=ENV, wait=False, clock=clock)
     assert set(runpod_api.pods) == {"pod001"}
     claimed = store.claim_run("pod001:1", run_id=run.id)
     store.set_status(claimed.id, "succeeded", exit_code=0)
     in_pod = {"RUNPOD_POD_ID": "pod001", "RUNPOD_API_KEY": API_KEY}
-    assert terminate_own_pod(store, [run.id], environ=in_pod) == "pod001"
+    clock.advance(minutes=90)
+    assert terminate_own_pod(store, [run.id], environ=in_pod, clock=clock) == "pod001"
     assert runpod_api.pods == {}
     record = store.get_run(run.id)
-    assert record.status == "succeeded" and record.cost_usd is not None and 0 <= record.cost_usd < 0.01
+    assert record.status == "succeeded" and record.cost_usd == round(2.69 * 1.5, 4)
     actions = [e.data["action"] for e in store.events(run.id, kind="remote")]
     assert actions == ["created", "self_terminated"]
     with pytest.raises(ConfigError, match="RUNPOD_POD_ID"):
@@ -305,8 +341,9 @@ def test_the_worker_in_the_pod_records_the_cost_and_terminates_its_own_pod(store
 
 
 def test_the_image_entrypoint_terminates_the_pod_even_when_the_worker_fails(db_url, runpod_api, tmp_path):
-    """docker/entrypoint.sh as a pod runs it: the queued run cannot be prepared here (no sd-scripts), the worker
-    fails it and exits 1, and the pod is terminated with the cost recorded."""
+    """docker/entrypoint.sh as a pod runs it: the queued run cannot be trained here (no sd-scripts), the worker
+    refuses before claiming it, fails the run meant for its pod and exits 1, and the pod is terminated with the cost
+    recorded."""
     import os
     import subprocess
     import sys

@@ -154,8 +154,9 @@ def test_worker_killed_mid_run_is_lost_then_requeued_as_a_new_attempt(tmp_path, 
     assert store.checkpoints(run_id), "no checkpoint before the deadline"
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and its trainer die mid-run
     worker.wait()
-    time.sleep(1.5)
-    assert store.mark_lost(timedelta(seconds=1)) == [run_id]
+    # judged just past the timeout after the last beat, not by sleeping until it has passed
+    last_beat = store.get_run(run_id).heartbeat_at
+    assert store.mark_lost(timedelta(seconds=1), now=last_beat + timedelta(seconds=1.1)) == [run_id]
     kept = [c.epoch for c in store.checkpoints(run_id)]
     assert kept and store.get_run(run_id).status == "lost"
     requeued = CliRunner().invoke(cli, ["--database", database, "runs", "requeue", run_id])

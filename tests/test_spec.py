@@ -45,8 +45,11 @@ def problems_of(data, source="spec.toml"):
                          ids=lambda p: p.name)
 def test_fixture_and_example_specs_load_or_fail_as_intended(path):
     if path.name == "unknown_keys.toml":
-        with pytest.raises(SpecError):
+        with pytest.raises(SpecError) as info:
             load_spec(path)
+        # each typo reported with its key path and a suggestion, as the fixture's comment says
+        assert [p.one_line().split(": ", 1)[1] for p in info.value.problems] == [
+            "sead: unknown key (did you mean seed?)", "base_model.sha: unknown key (did you mean sha256?)"]
         return
     spec = load_spec(path)
     assert spec.spec_version == SPEC_VERSION
@@ -118,7 +121,7 @@ def test_sd_scripts_commit_defaults_to_the_pinned_one():
 
 
 def test_missing_file_and_bad_toml(tmp_path):
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="nope.toml does not exist"):
         load_spec(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("spec_version = = 1\n", encoding="utf-8")
@@ -161,16 +164,24 @@ def test_unknown_keys_everywhere(data, expected):
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    ({"seed": "42"}, "spec.toml: seed: expected an integer, got str '42'"),
-    ({"seed": True}, "spec.toml: seed: expected an integer, got boolean True"),
-    ({"seed": -1}, "spec.toml: seed: must be between 0 and 4294967295"),
-    ({"tags": "a"}, "spec.toml: tags: expected an array of strings"),
-    ({"name": 3}, "spec.toml: name: expected a string, got int 3"),
+    ({"seed": "42"}, ("spec.toml: seed: expected an integer, got str '42' (hint: the annotated spec format is at the "
+                      "top of orchestrator/spec.py; an example: kohya_configs/specs/example_plain.toml)")),
+    ({"seed": True}, ("spec.toml: seed: expected an integer, got boolean True (hint: the annotated spec format is at "
+                      "the top of orchestrator/spec.py; an example: kohya_configs/specs/example_plain.toml)")),
+    ({"seed": -1}, ("spec.toml: seed: must be between 0 and 4294967295 (hint: use a seed in that range, or leave seed "
+                    "out to have one drawn and recorded)")),
+    ({"tags": "a"}, ("spec.toml: tags: expected an array of strings (hint: the annotated spec format is at the top of "
+                     "orchestrator/spec.py; an example: kohya_configs/specs/example_plain.toml)")),
+    ({"name": 3}, ("spec.toml: name: expected a string, got int 3 (hint: the annotated spec format is at the top of "
+                   "orchestrator/spec.py; an example: kohya_configs/specs/example_plain.toml)")),
     ({"base_model": {"family": "sd21", "name": "x"}}, "spec.toml: base_model.family: must be one of sd15, sdxl"),
     ({"base_model": {"family": "sd15"}}, "spec.toml: base_model: needs path"),
     ({"base_model": {"family": "sd15", "name": "x", "sha256": "abc"}},
-     "spec.toml: base_model.sha256: must be 64 hexadecimal characters"),
-    ({"base_model": {"name": "x"}}, "spec.toml: base_model.family: is required"),
+     ("spec.toml: base_model.sha256: must be 64 hexadecimal characters (hint: leave sha256 out (launch computes it) or "
+      "paste what `sha256sum MODEL` prints)")),
+    ({"base_model": {"name": "x"}}, ("spec.toml: base_model.family: is required (hint: the annotated spec format is at "
+                                     "the top of orchestrator/spec.py; an example: "
+                                     "kohya_configs/specs/example_plain.toml)")),
     ({"dataset": {"caption_version": "v1"}}, "spec.toml: dataset: needs path"),
     ({"dataset": {}}, "spec.toml: dataset: needs path"),
     ({"dataset": {"path": "/d", "snapshot": "s"}}, "spec.toml: dataset: has both path and snapshot"),
@@ -178,11 +189,17 @@ def test_unknown_keys_everywhere(data, expected):
      "spec.toml: dataset.subsets[0].folder: is required"),
     ({"dataset": {"snapshot": "s", "subsets": [{"folder": "a/b"}]}},
      "spec.toml: dataset.subsets[0].folder: must be one folder name"),
-    ({"config": {"network": {"dim": 3}}}, "spec.toml: config.network: nested tables are not sd-scripts arguments"),
-    ({"sample": {"prompts": [3]}}, "spec.toml: sample.prompts[0]: expected a string or a table with text"),
+    ({"config": {"network": {"dim": 3}}}, ("spec.toml: config.network: nested tables are not sd-scripts arguments "
+                                           "(hint: write the arguments directly under [config])")),
+    ({"sample": {"prompts": [3]}}, ("spec.toml: sample.prompts[0]: expected a string or a table with text (hint: the "
+                                    "annotated spec format is at the top of orchestrator/spec.py; an example: "
+                                    "kohya_configs/specs/example_plain.toml)")),
     ({"sample": {"steps": "30"}}, "spec.toml: sample.steps: expected an integer"),
-    ({"evaluation": {"seeds": ["1"]}}, "spec.toml: evaluation.seeds: expected an array of integers"),
-    ({"executor": {"kind": "runpd"}}, "spec.toml: executor.kind: unknown executor 'runpd' (did you mean runpod?)"),
+    ({"evaluation": {"seeds": ["1"]}}, ("spec.toml: evaluation.seeds: expected an array of integers (hint: the "
+                                        "annotated spec format is at the top of orchestrator/spec.py; an example: "
+                                        "kohya_configs/specs/example_plain.toml)")),
+    ({"executor": {"kind": "runpd"}}, ("spec.toml: executor.kind: unknown executor 'runpd' (did you mean runpod?) "
+                                       "(hint: known: local, ssh, runpod, worker)")),
     ({"sd_scripts": {"commit": "main"}}, "spec.toml: sd_scripts.commit: must be a git commit id"),
 ])
 def test_type_and_value_errors(change, expected):
@@ -192,9 +209,12 @@ def test_type_and_value_errors(change, expected):
 
 def test_required_top_level_keys():
     lines = problems_of({"spec_version": 1})
-    assert "spec.toml: preset: is required" in lines
-    assert "spec.toml: base_model: is required" in lines
-    assert "spec.toml: dataset: is required" in lines
+    assert ("spec.toml: preset: is required (hint: the annotated spec format is at the top of orchestrator/spec.py; an "
+            "example: kohya_configs/specs/example_plain.toml)") in lines
+    assert ("spec.toml: base_model: is required (hint: the annotated spec format is at the top of "
+            "orchestrator/spec.py; an example: kohya_configs/specs/example_plain.toml)") in lines
+    assert ("spec.toml: dataset: is required (hint: the annotated spec format is at the top of orchestrator/spec.py; "
+            "an example: kohya_configs/specs/example_plain.toml)") in lines
 
 
 def test_the_spec_is_data_and_its_config_is_checked_by_kohya():
@@ -237,7 +257,7 @@ def test_version_is_required_and_not_from_the_future():
     assert problems_of(data) == ["spec.toml: spec_version: missing or not an integer (hint: add `spec_version = 1` "
                                  "at the top of the spec)"]
     assert problems_of(base(spec_version=SPEC_VERSION + 1))[0].startswith(
-        "spec.toml: spec_version: is 2, newer than this orchestrator understands (1)")
+        "spec.toml: spec_version: is 2, newer than this orchestrator understands (1) (hint: upgrade the orchestrator)")
 
 
 def test_migration_hook_applies_each_step_in_order():

@@ -25,10 +25,10 @@ from artifact_fixtures import _fast_retries, _no_cloud_env, moto_endpoint, s3_ur
 from orchestrator.cli import cli
 from orchestrator.errors import ConfigError
 from orchestrator.executors.remote import check_remote_reachable, worker_environment
+from standins.sd_scripts_checkout import make_standin_sd_scripts
 
 SPEC = Path(__file__).resolve().parent.parent / "kohya_configs" / "specs" / "example_plain.toml"
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-STANDIN = Path(__file__).resolve().parent / "standins" / "fake_sd_scripts_trainer.py"
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
 
 
@@ -83,26 +83,15 @@ def remote_sd_scripts():
     """The host's sd-scripts: a checkout marked at the pinned commit, and one "Python" per stand-in trainer mode
     (tests/standins/fake_sd_scripts_trainer.py in place of `python -m accelerate.commands.launch train_network.py`;
     `-c` goes to the real Python, as the launcher's check of the Python uses it)."""
-    from orchestrator.sd_scripts import COMMIT_FILE, pinned_commit
-
     root = Path(tempfile.mkdtemp(prefix="orch-remote-sd-"))
-    (root / "sd-scripts").mkdir()
-    (root / "sd-scripts" / "train_network.py").write_text("# the stand-in trainer runs instead (see the pythons)\n")
-    (root / "sd-scripts" / COMMIT_FILE).write_text(pinned_commit() + "\n")
-    for mode in ("crash", "hang"):
-        python = root / f"python-{mode}"
-        python.write_text(f"""#!/bin/sh
-if [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi
-exec {sys.executable} {STANDIN} --mode {mode} --epochs 2 --steps 3
-""")
-        python.chmod(0o755)
+    checkout = make_standin_sd_scripts(root)
     base = root / "base.safetensors"
     base.write_bytes(b"not a real model: the stand-in trainer does not read it")
     spec = root / "spec.toml"
     text = SPEC.read_text().replace('path = "../../datasets/example/plain"',
                                     f'path = "{SPEC.parent.parent.parent / "datasets" / "example" / "plain"}"')
     spec.write_text(text.replace('[base_model]\n', f'[base_model]\npath = "{base}"\n'))
-    yield {"dir": root / "sd-scripts", "python": lambda mode: str(root / f"python-{mode}"), "spec": spec}
+    yield {**checkout, "spec": spec}
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -422,12 +411,15 @@ def test_a_worker_started_over_ssh_names_the_launch_options_in_its_hints(tmp_pat
     queued = CliRunner().invoke(cli, ["--database", db, "launch", str(SPEC), "--on", "queue", "--store", store_uri,
                                       "--json"])
     run_id = json.loads(queued.output)["id"]
-    failed = CliRunner().invoke(cli, ["--database", db, "worker", "--run-id", run_id, "--store", store_uri,
-                                      "--launched-by", "ssh"])
-    assert failed.exit_code == 1
+    refused = CliRunner().invoke(cli, ["--database", db, "worker", "--run-id", run_id, "--store", store_uri,
+                                       "--launched-by", "ssh"])
+    assert refused.exit_code == 1  # checked before claiming: the run stays queued, its event says why
+    assert "--remote-sd-scripts PATH" in refused.stderr and "SD_SCRIPTS_DIR" not in refused.stderr
     shown = json.loads(CliRunner().invoke(cli, ["--database", db, "runs", "show", run_id, "--json"]).output)
-    assert shown["status"] == "failed" and "sd-scripts is not configured" in shown["error_summary"]
-    assert "--remote-sd-scripts PATH" in shown["error_summary"] and "SD_SCRIPTS_DIR" not in shown["error_summary"]
+    assert shown["status"] == "queued" and shown["worker"] is None
+    said = [e["message"] for e in shown["events"] if "did not claim it" in (e["message"] or "")]
+    assert len(said) == 1 and "sd-scripts is not configured" in said[0] and "--remote-sd-scripts PATH" in said[0]
+    assert "SD_SCRIPTS_DIR" not in said[0]
     checked = CliRunner().invoke(cli, ["worker", "--check", "--json", "--launched-by", "ssh"])
     answer = json.loads(checked.output)
     assert checked.exit_code != 0 and answer["ok"] is False and "--remote-sd-scripts" in answer["hint"]

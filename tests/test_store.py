@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError
+from orchestrator.errors import AmbiguousIdError, DatabaseError, InputError, NotFoundError
 from orchestrator.tracking.entities import NewRun, SampleScore
 from orchestrator.tracking.models import METRICS
 
@@ -33,7 +33,7 @@ def test_illegal_transition_is_refused_and_changes_nothing(store):
 
 
 def test_unknown_status_is_refused(store):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="unknown run status 'finished'"):
         store.create_run(NewRun(name="x", status="finished"))
 
 
@@ -60,8 +60,11 @@ def test_rating_range_is_enforced(store):
     assert store.update_run(run.id, rating=10).rating == 10
     with pytest.raises(InputError):
         store.update_run(run.id, rating=11)
-    with pytest.raises(Exception):
+    # create_run has no range check of its own: the database's constraint is what refuses it.
+    with pytest.raises(DatabaseError, match="(?i)check constraint.*ck_runs_rating"):
         store.create_run(NewRun(name="bad", rating=-1))
+    with pytest.raises(NotFoundError):
+        store.get_run("bad")
 
 
 def test_stale_heartbeat_marks_run_lost(store):
@@ -194,7 +197,7 @@ def test_prompt_suite_recorded_once_and_changes_refused(store):
 def test_view_filters_reject_unknown_columns(store):
     with pytest.raises(InputError, match="no column"):
         store.query_view("training_summary", filters={"nope": 1})
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="no view 'no_such_view'"):
         store.query_view("no_such_view")
 
 
@@ -292,7 +295,7 @@ def test_a_unit_of_work_rolls_back_and_turns_database_errors_into_ours(store):
     with store._session() as session:
         _insert_caption_version(session, "c" * 64)
     # The duplicate key fails the unit after a good insert: nothing of it stays.
-    with pytest.raises(DatabaseError):
+    with pytest.raises(DatabaseError, match="(?i)unique constraint|duplicate key"):
         with store._session() as session:
             _insert_caption_version(session, "d" * 64)
             _insert_caption_version(session, "c" * 64)

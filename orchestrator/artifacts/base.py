@@ -29,6 +29,11 @@ class ArtifactError(OrchestratorError):
     """An artifact could not be stored, found or verified."""
 
 
+# what to do when a remote store failed in a way the message cannot pin down further
+STORE_FAILURE_HINT = ("check the store URI and that the service answers (network, credentials), then run the "
+                      "command again; --debug shows the full error")
+
+
 class ArtifactNotFoundError(ArtifactError):
     """The store has no object with that hash."""
 
@@ -184,7 +189,8 @@ class ArtifactStore(ABC):
 
     def signed_url(self, uri: str, *, expires: int = 3600) -> str:
         """A URL that fetches the artifact without credentials, valid for ``expires`` seconds."""
-        raise ArtifactError(f"{self.display_name}: this store cannot make shareable URLs")
+        raise ArtifactError(f"{self.display_name}: this store cannot make shareable URLs",
+                            "use an s3:// or supabase:// store for URLs, or `orchestrator artifacts get URI DEST`")
 
     def not_found(self, sha256: str) -> ArtifactNotFoundError:
         return ArtifactNotFoundError(f"{self.uri_for(sha256)}: no such artifact",

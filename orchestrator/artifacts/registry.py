@@ -59,3 +59,26 @@ def open_store(uri: str | None = None) -> ArtifactStore:
 def get_artifact(uri: str, dest: Path, *, progress=None) -> Path:
     """Fetch any artifact URI to dest, verified, from the store that the URI names."""
     return open_store(store_uri_of(uri)).get_file(uri, dest, progress=progress)
+
+
+def resolve_artifact(ref: str, store_uri: str | None = None) -> str:
+    """The full URI of the artifact ``ref`` names: an artifact URI as it is, else its sha256 or a unique prefix of
+    it (4+ hexadecimal characters, ``sha256:`` allowed in front) in the store ``store_uri`` (default: the
+    configured one), as the tables print it."""
+    from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError
+
+    if "://" in ref:
+        return ref
+    prefix = ref.removeprefix("sha256:").lower()
+    if len(prefix) < 4 or any(c not in "0123456789abcdef" for c in prefix):
+        raise InputError(f"{ref!r} is neither an artifact URI nor a sha256 prefix",
+                         "give the URI `orchestrator artifacts ls` prints, or 4+ hexadecimal characters of the sha256")
+    store = open_store(store_uri)
+    matches = [a.uri for a in store.list() if a.sha256.startswith(prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFoundError(f"no artifact {ref!r} in {store.display_name}",
+                            "list them with `orchestrator artifacts ls` (and --store URI for another store)")
+    raise AmbiguousIdError(f"{ref!r} matches {len(matches)} artifacts in {store.display_name}",
+                           "give more characters of the sha256")

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from orchestrator.artifacts.base import Artifact, ArtifactError, ArtifactStore, is_sha256, object_key, sha256_from_uri
+from orchestrator.artifacts.base import (
+    STORE_FAILURE_HINT,
+    Artifact,
+    ArtifactError,
+    ArtifactStore,
+    is_sha256,
+    object_key,
+    sha256_from_uri,
+)
 from orchestrator.artifacts.credentials import check_store_uri, mask_secrets
 from orchestrator.artifacts.progress import Reporter
 from orchestrator.artifacts.retry import RetryPolicy, default_policy, is_retryable_status, retry_line
@@ -52,10 +60,11 @@ def parse_s3_uri(uri: str) -> tuple[str, str, dict[str, str]]:
         raise ArtifactError(f"{parts.scheme}://{parts.netloc}{parts.path}: unknown option(s) {', '.join(unknown)}",
                             f"known options: {', '.join(OPTIONS)}")
     if options.get("checksum", "when_supported") not in CHECKSUM_MODES:
-        raise ArtifactError(f"s3 option checksum={options['checksum']!r} is not one of {', '.join(CHECKSUM_MODES)}")
+        raise ArtifactError(f"s3 option checksum={options['checksum']!r} is not one of {', '.join(CHECKSUM_MODES)}",
+                            "checksum=when_required suits S3-compatible stores that reject the newer checksums")
     if options.get("addressing", "path") not in ADDRESSING_STYLES:
         raise ArtifactError(f"s3 option addressing={options['addressing']!r} is not one of "
-                            f"{', '.join(ADDRESSING_STYLES)}")
+                            f"{', '.join(ADDRESSING_STYLES)}", "leave it out for path-style addressing")
     return parts.netloc, unquote(parts.path).strip("/"), options
 
 
@@ -174,14 +183,15 @@ class S3Store(ArtifactStore):
             if code == "NoSuchBucket":
                 return ArtifactError(f"{self.display_name}: bucket {self.bucket!r} does not exist ({detail})",
                                      "put a file to create it, or check the bucket name and endpoint")
-            return ArtifactError(f"{self.display_name}: could not {action} ({detail})")
+            return ArtifactError(f"{self.display_name}: could not {action} ({detail})", STORE_FAILURE_HINT)
         if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
             return ArtifactError(f"{self.display_name}: no S3 credentials found to {action}", CREDENTIALS_HINT)
         if isinstance(error, EndpointConnectionError):
             return ArtifactError(f"{self.display_name}: cannot reach the endpoint to {action}",
                                  "check the endpoint= option of the store URI and the network")
         detail = mask_secrets(" ".join(str(error).split()))
-        return ArtifactError(f"{self.display_name}: could not {action} ({type(error).__name__}: {detail})")
+        return ArtifactError(f"{self.display_name}: could not {action} ({type(error).__name__}: {detail})",
+                             STORE_FAILURE_HINT)
 
     def _head(self, sha256: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError

@@ -51,6 +51,7 @@ from typing import IO, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from orchestrator.artifacts.base import (
+    STORE_FAILURE_HINT,
     Artifact,
     ArtifactError,
     ArtifactStore,
@@ -317,15 +318,16 @@ class SupabaseStore(ArtifactStore):
                     f"{self.display_name}: could not {action}: the server answered {error.status} with no details "
                     f"while {_TUS_STAGES[error.stage]}",
                     "a server or gateway failure: running it again resumes the upload from what the server has"
-                    if is_retryable_status(error.status) else None)
-            return ArtifactError(f"{self.display_name}: could not {action} ({detail})")
+                    if is_retryable_status(error.status) else STORE_FAILURE_HINT)
+            return ArtifactError(f"{self.display_name}: could not {action} ({detail})", STORE_FAILURE_HINT)
         if isinstance(error, (httpx.TransportError, requests.exceptions.RequestException)):
             detail = mask_secrets(" ".join(str(error).split()))
             return ArtifactError(f"{self.display_name}: could not {action}: the server did not answer "
                                  f"({type(error).__name__}: {detail})",
                                  "check SUPABASE_URL and the network; an interrupted upload resumes when run again")
         detail = mask_secrets(" ".join(str(error).split()))
-        return ArtifactError(f"{self.display_name}: could not {action} ({type(error).__name__}: {detail})")
+        return ArtifactError(f"{self.display_name}: could not {action} ({type(error).__name__}: {detail})",
+                             STORE_FAILURE_HINT)
 
     def _ensure_bucket(self) -> None:
         if self._bucket_checked:
@@ -526,7 +528,8 @@ class SupabaseStore(ArtifactStore):
             raise self._fail("sign a URL", error) from None
         url = signed.get("signedURL") or signed.get("signedUrl")
         if not url:
-            raise ArtifactError(f"{self.display_name}: the server returned no signed URL for {sha256[:12]}…")
+            raise ArtifactError(f"{self.display_name}: the server returned no signed URL for {sha256[:12]}…",
+                                STORE_FAILURE_HINT)
         return url
 
     def _list_folder(self, folder: str) -> Iterator[dict[str, Any]]:

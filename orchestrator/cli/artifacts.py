@@ -67,12 +67,16 @@ def artifacts_put(file: Path, store_uri: str | None, as_json: bool) -> None:
 @artifacts.command("get")
 @click.argument("uri")
 @click.argument("dest", type=click.Path(path_type=Path))
+@store_option
 @json_option
-def artifacts_get(uri: str, dest: Path, as_json: bool) -> None:
-    """Download the artifact URI to DEST (a file, or a folder to put it in under its sha256), verified."""
+def artifacts_get(uri: str, dest: Path, store_uri: str | None, as_json: bool) -> None:
+    """Download the artifact URI to DEST (a file, or a folder to put it in under its sha256), verified. URI may be
+    a sha256 or a unique prefix of one (the 12 characters tables show), looked up in --store."""
     from orchestrator.artifacts import get_artifact  # here for start-up speed
     from orchestrator.artifacts.base import sha256_from_uri
+    from orchestrator.artifacts.registry import resolve_artifact
 
+    uri = resolve_artifact(uri, store_uri)
     if dest.is_dir():
         dest = dest / sha256_from_uri(uri)
     path = get_artifact(uri, dest)

@@ -98,9 +98,11 @@ def dataset_snapshot(state: State, path: Path, label: str | None, caption_extens
 
 @dataset.command("materialize")
 @click.argument("snapshot_ref", metavar="SNAPSHOT")
-@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("dest", type=click.Path(path_type=Path))  # a file there: the library says so, with a hint
 @click.option("--force", is_flag=True, help="Replace the contents of a non-empty DEST.")
-@store_option
+@click.option("--store", "store_uri", metavar="URI",
+              help="Read the archive from this store (file:///PATH or a bare path). Default: the store the snapshot "
+                   "was recorded in.")
 @json_option
 @pass_state
 def dataset_materialize(state: State, snapshot_ref: str, dest: Path, force: bool, store_uri: str | None,
@@ -108,7 +110,7 @@ def dataset_materialize(state: State, snapshot_ref: str, dest: Path, force: bool
     """Rebuild snapshot SNAPSHOT (id, unique prefix or label) as a kohya folder in DEST, verifying every hash."""
     from orchestrator.datasets import materialize_snapshot  # here for start-up speed
 
-    artifacts = _artifacts(store_uri)
+    artifacts = _artifacts(store_uri) if store_uri else None  # None: the snapshot's recorded store
     with state.store() as tracking:
         result = materialize_snapshot(snapshot_ref, dest, tracking=tracking, artifacts=artifacts, force=force)
     if as_json:
@@ -173,11 +175,12 @@ def dataset_show(state: State, snapshot_ref: str, show_images: bool, as_json: bo
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--captions", "style", type=click.Choice(["plain", "hex"]), default="plain", show_default=True,
               help="Caption version: colours in words, or with #rrggbb codes.")
-def dataset_example(dest: Path, style: str) -> None:
+@click.option("--force", is_flag=True, help="Overwrite the example's files if DEST already holds them.")
+def dataset_example(dest: Path, style: str, force: bool) -> None:
     """Write the synthetic example dataset (24 pixel-art portraits, 512x512) as a DreamBooth folder in DEST."""
     from orchestrator.datasets import write_example_dataset  # here for start-up speed
 
-    subset = write_example_dataset(dest, captions=style)
+    subset = write_example_dataset(dest, captions=style, force=force)
     click.echo(f"{subset}: 24 images with {style} captions")
 
 
@@ -209,9 +212,7 @@ def captions_lint(ctx: click.Context, path: Path, keep_tokens: int | None, max_t
     if as_json:
         echo_json(report.to_dict())
     else:
-        for finding in report.findings:
-            hint = f" (hint: {finding.hint})" if finding.hint else ""
-            click.echo(f"{finding.severity}: {finding.one_line()}{hint}")
+        _echo_findings_by_rule(report.findings)
         s = report.stats
         summary = (f"{report.image_count} images: {len(report.errors)} error(s), {len(report.warnings)} "
                    f"warning(s); keep_tokens {report.keep_tokens}, max_token_length {report.max_token_length}")
@@ -221,6 +222,26 @@ def captions_lint(ctx: click.Context, path: Path, keep_tokens: int | None, max_t
         click.echo(summary)
     if report.errors:
         ctx.exit(1)
+
+
+FILES_SHOWN_PER_RULE = 10
+
+
+def _echo_findings_by_rule(findings) -> None:
+    """One block per rule (errors first): the rule, how many files, its hint once; then the files (the first 10;
+    --json lists every one)."""
+    groups: dict[tuple[str, str], list] = {}
+    for finding in sorted(findings, key=lambda f: f.severity != "error"):
+        groups.setdefault((finding.severity, finding.code), []).append(finding)
+    for (severity, code), group in groups.items():
+        hints = {f.hint for f in group if f.hint}
+        shared = f" (hint: {hints.pop()})" if len(hints) == 1 and all(f.hint for f in group) else ""
+        click.echo(f"{severity}: {code}: {len(group)} file{'s' if len(group) > 1 else ''}{shared}")
+        for finding in group[:FILES_SHOWN_PER_RULE]:
+            own = f" (hint: {finding.hint})" if finding.hint and not shared else ""
+            click.echo(f"  {finding.one_line()}{own}")
+        if len(group) > FILES_SHOWN_PER_RULE:
+            click.echo(f"  … and {len(group) - FILES_SHOWN_PER_RULE} more (--json lists every one)")
 
 
 CAPTION_LIST_COLUMNS = ["id", "label", "source", "captions", "mean_chars", "mean_tokens", "max_tokens",

@@ -18,7 +18,7 @@ allow_commit_drift_option = click.option(
     help="Run even if sd-scripts is at another commit than expected (a reproduction: the parent's; else the spec's, "
          "by default the pinned one) or at an unknown one; the run records the commit found (unknown stays unknown).")
 store_option = click.option("--store", "store_uri", metavar="URI", envvar="ORCHESTRATOR_STORE",
-                            help="Artifact store (default: the per-user local store).")
+                            help="Artifact store (default: $ORCHESTRATOR_STORE, else the per-user local store).")
 
 
 class LiveProgress:
@@ -95,11 +95,14 @@ def _run_and_report(state: State, store, artifacts, prepared, as_json: bool) -> 
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path),
               help="Where run work directories go (default: <data dir>/runs).")
 @allow_commit_drift_option
-@click.option("--on", "on", default="local", show_default=True, metavar="local|queue[:NAME]|ssh://USER@HOST[:PORT]",
+@click.option("--on", "on", default="local", show_default=True,
+              metavar="local|queue[:NAME]|ssh://USER@HOST[:PORT]|runpod",
               help="local: run it here now. queue: record it as queued (dataset stored first) for "
                    "`orchestrator worker` on a machine that reaches the same database and store. ssh://: queue it "
                    "and start that worker on the host over SSH (the host, its orchestrator, sd-scripts and Python "
-                   "checked first); returns once the worker has claimed the run (see `runs watch`) unless --wait.")
+                   "checked first); returns once the worker has claimed the run (see `runs watch`) unless --wait. "
+                   "runpod: queue it and start a RunPod pod from the worker image (--gpu, --image, --cloud, "
+                   "--disk-gb; $RUNPOD_API_KEY) whose worker trains it.")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="OPT",
               help="Extra argument for ssh (repeatable), e.g. --ssh-option=-i --ssh-option=~/.ssh/gpu_key.")
 @click.option("--remote-orchestrator", default="orchestrator", show_default=True,
@@ -313,22 +316,40 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
         _check_worker(sd_scripts, launched_by, as_json)
         return
     from orchestrator.artifacts import open_store  # here for start-up speed
+    from orchestrator.errors import ConfigError
     from orchestrator.executors.liveness import mark_stale_runs_lost
+    from orchestrator.executors.remote import check_worker_setup
     from orchestrator.launch import run_claimed
 
     name = f"{socket.gethostname()}:{__import__('os').getpid()}"
     failures = 0
     handled = [run_id] if run_id else []
     with state.store() as store:
-        try:
+        try:  # everything inside: a RunPod pod must be terminated whatever stops this worker
+            if run_id:  # a prefix or a name, as every other command takes
+                run_id = store.get_run(run_id).id
+                handled = [run_id]
+            # before anything is claimed: a worker that cannot train would take a queued run only to fail it
+            # (sd-scripts and its Python; started over SSH, the hints name the launch's options)
+            try:
+                sd_scripts = check_worker_setup(sd_scripts, launched_by=launched_by)["sd_scripts"]
+            except ConfigError as error:
+                if run_id:  # a run meant for this worker (ssh, RunPod): say on it why it is still queued
+                    store.record_event(run_id, "log", message=f"worker {name} did not claim it: {error.one_line()}")
+                    if terminate_pod and store.get_run(run_id).status == "queued":
+                        # its pod goes away now, and no other worker was meant to take it
+                        store.set_status(run_id, "failed", error_summary=f"the worker in its RunPod pod could not "
+                                         f"train it: {error.one_line()}")
+                raise
             artifacts = open_store(store_uri)
             while True:
                 mark_stale_runs_lost(store, on_lost=echo_run_marked_lost)
                 claimed = store.claim_run(name, run_id=run_id, queue=queue)
                 if claimed is None:
                     if run_id:
-                        click.echo(f"Error: run {run_id} is not queued (hint: `orchestrator runs show {run_id}`)",
-                                   err=True)
+                        status = store.get_run(run_id).status
+                        click.echo(f"Error: run {run_id} is {status}, not queued (hint: `orchestrator runs requeue "
+                                   f"{run_id}` puts a lost, failed or cancelled run back in the queue)", err=True)
                         sys.exit(2)
                     click.echo("no queued run", err=True)
                     break
@@ -337,8 +358,7 @@ def worker(state: State, run_id: str | None, queue: str | None, loop: bool, sd_s
                 click.echo(f"claimed {claimed.id} ({claimed.name}, attempt {claimed.attempt})", err=True)
                 with LiveProgress(quiet=not sys.stderr.isatty()) as live:
                     outcome = run_claimed(store, artifacts, claimed, sd_scripts=sd_scripts, work_root=work_root,
-                                          allow_commit_drift=allow_commit_drift, on_event=live,
-                                          launched_by=launched_by)
+                                          allow_commit_drift=allow_commit_drift, on_event=live)
                 click.echo(f"run {claimed.id}: {outcome.status} in {outcome.wall_seconds:.1f} s")
                 failures += outcome.status != "succeeded"
                 if not loop or run_id:

@@ -112,15 +112,97 @@ def echo_json(data: Any) -> None:
 
 
 def echo_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None) -> None:
+    """A table for people, as wide as the terminal (80 columns when the output is not a terminal and $COLUMNS is
+    unset); long cells fold inside their column. Ids and hashes show their first 12 characters (``--json`` has them
+    whole)."""
     from rich.console import Console  # here for start-up speed
     from rich.table import Table
 
+    width = table_width()
+    cells = [["" if v is None else _short(v) for v in row] for row in rows]
+    shown = fitting_columns(columns, cells, width)
+    widths = _column_widths(columns, cells, shown, width)
     table = Table(title=title, show_lines=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if v is None else _short(v) for v in row))
-    Console(width=max(120, len(columns) * 14), soft_wrap=False).print(table)
+    for index, column_width in zip(shown, widths):
+        table.add_column(columns[index], overflow="fold", width=column_width)
+    for row in cells:
+        table.add_row(*(row[index] for index in shown))
+    Console(width=width, soft_wrap=False).print(table)
+    hidden = [c for i, c in enumerate(columns) if i not in shown]
+    if hidden:
+        click.echo(f"({len(hidden)} more column{'s' if len(hidden) > 1 else ''} than fit in {width}: "
+                   f"{', '.join(hidden)}; widen the terminal or use --json)", err=True)
+
+
+_CELL_ROOM = 3  # rich's padding and border per column
+_HEADER_MIN, _CELL_MIN = 8, 22  # narrower than this, a column folds its words into pieces
+_FIRST_CELL_MIN = 28  # the first column names the row (a path, a name): whole when it can be
+
+
+def _min_width(columns: list[str], cells: list[list[str]], index: int) -> int:
+    longest = max((len(row[index]) for row in cells), default=0)
+    return max(min(len(columns[index]), _HEADER_MIN), min(longest, _FIRST_CELL_MIN if index == 0 else _CELL_MIN))
+
+
+def _column_widths(columns: list[str], cells: list[list[str]], shown: list[int], width: int) -> list[int]:
+    """Each shown column's width: what it needs before folding gets unreadable, plus a share of the room left
+    (up to its natural width: its longest cell or header), so short ids and numbers never fold."""
+    least = [_min_width(columns, cells, i) for i in shown]
+    natural = [max([len(columns[i]), *(len(row[i]) for row in cells)]) for i in shown]
+    room = width - 1 - len(shown) * _CELL_ROOM - sum(least)
+    wants = [n - m for n, m in zip(natural, least)]
+    total = sum(wants)
+    if total <= room:
+        return natural
+    return [m + (w * room) // total for m, w in zip(least, wants)]
+
+
+def fitting_columns(columns: list[str], cells: list[list[str]], width: int) -> list[int]:
+    """The columns that fit in ``width``, from the left (the first column names the row), each at the width its
+    header and cells need before folding becomes unreadable; the first column always shows."""
+    shown, used = [], 1
+    for index in range(len(columns)):
+        need = _min_width(columns, cells, index) + _CELL_ROOM
+        if shown and used + need > width:
+            continue
+        shown.append(index)
+        used += need
+    return shown
+
+
+DEFAULT_TABLE_WIDTH = 80  # when the output is no terminal (a pipe, a file, CliRunner) and $COLUMNS is unset
+
+
+def table_width() -> int:
+    """The terminal's width: $COLUMNS when set (what shells export), else the terminal's, else 80."""
+    import os
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((DEFAULT_TABLE_WIDTH, 24)).columns
+    return DEFAULT_TABLE_WIDTH
+
+
+SHORT_ID_LENGTH = 12
+
+
+def short_id(value: str) -> str:
+    """The first 12 characters of a long hexadecimal id or hash (what every command accepts as a prefix)."""
+    return value[:SHORT_ID_LENGTH] if _is_long_hex(value) else value
+
+
+def _is_long_hex(value: str) -> bool:
+    return len(value) > SHORT_ID_LENGTH and all(c in "0123456789abcdef" for c in value)
+
+
+def echo_note(text: str) -> None:
+    """A sentence for people under a table, wrapped to the table's width."""
+    import textwrap
+
+    click.echo(textwrap.fill(" ".join(text.split()), width=table_width()))
 
 
 def echo_reference(reference: Any) -> None:
@@ -140,6 +222,8 @@ def echo_run_marked_lost(run_id: str, silent_seconds: float) -> None:
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
+    if isinstance(value, str):
+        return short_id(value)
     return str(value)
 
 

@@ -31,8 +31,8 @@ def _echo_problems(problems: list[Problem] | tuple[Problem, ...]) -> None:
 @click.command("plan")
 @click.argument("spec_file", metavar="SPEC", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Write config.toml, dataset.toml, sample_prompts.txt, command.json and spec.json here "
-                   "(only when there is no error).")
+              help="Write config.toml, dataset.toml, sample_prompts.txt, command.json, spec.json and run.sh "
+                   "(the command, runnable with `sh DIR/run.sh`) here (only when there is no error).")
 @click.option("--sd-scripts", "sd_scripts", metavar="PATH",
               help=f"sd-scripts checkout the command runs (env {SD_SCRIPTS_ENV}; else [sd_scripts] path).")
 @click.option("--tokenizer-cache-dir", metavar="PATH",
@@ -71,6 +71,7 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
         tokenizer_cache_dir=tokenizer_cache_dir,
     )
     result = make_plan(spec, context)
+    caption_label = _preview_caption_label(ctx, spec) if result.ok else None
     if result.ok and out_dir is not None:
         written = write_plan(result, out_dir)
     else:
@@ -78,6 +79,7 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
     if as_json:
         data = result.to_dict()
         data["written"] = [str(p) for p in written]
+        data["caption_label"] = caption_label.to_dict() if caption_label else None
         echo_json(data)
         if not result.ok:
             ctx.exit(1)
@@ -86,6 +88,11 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
     _echo_problems(errors_in(result.problems))
     for note in result.notes:
         click.echo(f"Note: {note}", err=True)
+    if caption_label and caption_label.action != "matches":
+        label = "Warning" if caption_label.action == "refuse" else "Note"
+        hint = f" (hint: {caption_label.hint})" if caption_label.hint else ""
+        verdict = "; launch would refuse it" if caption_label.action == "refuse" else ""
+        click.echo(f"{label}: dataset.caption_version: {caption_label.message}{verdict}{hint}", err=True)
     if not result.ok or result.rendered is None:
         ctx.exit(1)
         return
@@ -94,6 +101,7 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
     if written:
         for path in written:
             click.echo(f"wrote {path}")
+        click.echo(f"run it with: sh {out_dir / 'run.sh'}")
     else:
         click.echo(f"# plan for {spec_file} (preset {preset}, {spec.script}, seed {result.seed})")
         for name, content in rendered.files.items():
@@ -102,6 +110,22 @@ def plan(ctx: click.Context, spec_file: Path, out_dir: Path | None, sd_scripts: 
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in rendered.env.items())
     click.echo(f"\n==> command (cwd: {rendered.cwd}) <==")
     click.echo(f"{env} {shlex.join(rendered.argv)}".strip())
+
+
+def _preview_caption_label(ctx: click.Context, spec):
+    """What launch will do with the spec's caption label; plan works without a database, so a failure to look is
+    a note, not an error."""
+    from orchestrator.errors import OrchestratorError  # here for start-up speed
+    from orchestrator.launch import preview_caption_label
+
+    if not spec.dataset.caption_version:
+        return None
+    try:
+        with ctx.obj.store() as store:
+            return preview_caption_label(store, spec)
+    except OrchestratorError as error:
+        click.echo(f"Note: dataset.caption_version not checked against the database: {error.one_line()}", err=True)
+        return None
 
 
 @click.group("presets")

@@ -7,7 +7,7 @@ import io
 
 import click
 
-from orchestrator.cli.output import State, echo_json, echo_table, json_option, pass_state
+from orchestrator.cli.output import State, echo_json, echo_note, echo_table, json_option, pass_state
 
 
 def _parse_filters(values: tuple[str, ...]) -> dict[str, str]:
@@ -18,6 +18,13 @@ def _parse_filters(values: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"{item!r} is not COLUMN=VALUE", param_hint="--where")
         filters[column] = value
     return filters
+
+
+# In a table (as wide as the terminal), what people read first; the ids they can look up come after.
+TABLE_FIRST = {
+    "caption_version_effectiveness": ("label", "runs", "succeeded_runs", "mean_rating", "mean_best_unique_colors",
+                                      "min_best_unique_colors"),
+}
 
 
 @click.command("views")
@@ -40,4 +47,22 @@ def views(state: State, name: str, where: tuple[str, ...], limit: int | None, as
         writer.writerows(result.rows)
         click.echo(buffer.getvalue(), nl=False)
     else:
-        echo_table(result.columns, result.rows, title=name)
+        # tables name a run's name "name" everywhere (run_epoch_summary's SQL column is run_name; --json and --csv
+        # keep the SQL columns, which queries of the views use)
+        order = [result.columns.index(c) for c in TABLE_FIRST.get(name, ())]
+        order += [i for i in range(len(result.columns)) if i not in order]
+        echo_table(["name" if result.columns[i] == "run_name" else result.columns[i] for i in order],
+                   [[row[i] for i in order] for row in result.rows], title=name)
+        if name == "caption_version_effectiveness":
+            _explain_empty_scores(result)
+
+
+def _explain_empty_scores(result) -> None:
+    """Blank best-score columns mean no run of that caption version has an evaluated epoch: say so."""
+    index = {c: i for i, c in enumerate(result.columns)}
+    unscored = [row[index["label"]] or str(row[index["caption_version_id"]])[:12] for row in result.rows
+                if row[index["mean_best_unique_colors"]] is None]
+    if unscored:
+        echo_note(f"no evaluated epochs yet for {', '.join(map(str, unscored))}: their best-score columns stay empty "
+                   "until a run of theirs is scored (`orchestrator eval RUN_ID` or `orchestrator score DIR --run "
+                   "RUN_ID --suite NAME`)")

@@ -212,15 +212,19 @@ def caption(p: Portrait, style: str = "plain") -> str:
 
 def write_example_dataset(
     dest: str | os.PathLike[str], *, captions: str = "plain", count: int = COUNT, size: int = SIZE,
-    seed: str = SEED, folder: str = FOLDER,
+    seed: str = SEED, folder: str = FOLDER, force: bool = False,
 ) -> Path:
     """Write a kohya DreamBooth folder: ``dest/<folder>/<name>.png`` + ``<name>.txt``; returns the subset folder.
 
+    A subset folder that already holds files is refused unless ``force`` (the captions there may be edited ones).
     ``count``/``size``/``seed`` exist for benchmarks; the shipped example uses the defaults.
     """
     if captions not in CAPTION_STYLES:
         raise InputError(f"unknown caption style {captions!r}", f"use one of {', '.join(CAPTION_STYLES)}")
     subset = Path(dest) / folder
+    if not force and subset.is_dir() and any(subset.iterdir()):
+        raise InputError(f"{subset} already holds files; writing the example would overwrite them",
+                         "give another DEST, or pass --force to overwrite them")
     subset.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         p = portrait(index, seed)

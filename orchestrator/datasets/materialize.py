@@ -46,15 +46,19 @@ def materialize_snapshot(
     force: bool = False,
 ) -> MaterializeResult:
     """Rebuild snapshot ``ref`` (id, prefix or label) in ``dest``; refuses a non-empty ``dest`` unless ``force``
-    (which replaces its contents)."""
+    (which replaces its contents).
+
+    The archive is read from ``artifacts`` when given (``--store``), else from the store the snapshot was recorded
+    in (its archive URI names it) — not from whatever store is configured now, which may be another one."""
     from orchestrator.artifacts import open_store
+    from orchestrator.artifacts.base import store_uri_of
 
     snapshot = tracking.get_snapshot(ref)
     if not snapshot.archive_uri or not snapshot.archive_sha256:
         raise InputError(f"snapshot {snapshot.id[:12]} has no archive", "take the snapshot again")
     target = Path(dest)
     _check_dest(target, force)
-    store = artifacts or open_store()
+    store = artifacts or open_store(store_uri_of(snapshot.archive_uri))
     parent = target.parent
     with disk_full_names(parent, "creating the destination's folder"):
         parent.mkdir(parents=True, exist_ok=True)

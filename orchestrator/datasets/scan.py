@@ -245,7 +245,8 @@ class _Scanner:
             self.add(ERROR, "unreadable", rel, "cannot list the folder (permission denied)",
                      "check the folder's permissions")
         except OSError as error:
-            self.add(ERROR, "unreadable", rel, f"cannot list the folder ({error.strerror or error})")
+            self.add(ERROR, "unreadable", rel, f"cannot list the folder ({error.strerror or error})",
+                     "check the folder (permissions, disk) and try again")
         return []
 
     # ---- dataset TOML -----------------------------------------------------------------------------------------
@@ -374,7 +375,7 @@ class _Scanner:
         full = os.path.join(self.root, *rel.split("/"))
         shown = self.shown(rel)
 
-        def fail(code: str, message: str, hint: str | None = None):
+        def fail(code: str, message: str, hint: str):
             findings.append(Finding(ERROR, code, shown, message, hint))
             return None, None, None, findings
 
@@ -479,9 +480,11 @@ def _read_regular(full: str) -> tuple[bytes, tuple[str, ...] | None]:
     try:
         info = os.stat(full)
     except FileNotFoundError:
-        return b"", ("unreadable", "a broken link or a file that vanished while reading", None)
+        return b"", ("unreadable", "a broken link or a file that vanished while reading",
+                     "remove the link, or point it at a file inside the dataset")
     except OSError as error:
-        return b"", ("unreadable", f"cannot read ({error.strerror or error})", None)
+        return b"", ("unreadable", f"cannot read ({error.strerror or error})",
+                     "check the file and its folder (permissions, disk) and try again")
     if not stat.S_ISREG(info.st_mode):
         kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (device, FIFO or socket)"
         return b"", ("not-a-file", f"is {kind}", "remove it or rename it so that it has no image extension")
@@ -491,7 +494,8 @@ def _read_regular(full: str) -> tuple[bytes, tuple[str, ...] | None]:
     except PermissionError:
         return b"", ("unreadable", "cannot read (permission denied)", "check the file's permissions")
     except OSError as error:
-        return b"", ("unreadable", f"cannot read ({error.strerror or error})", None)
+        return b"", ("unreadable", f"cannot read ({error.strerror or error})",
+                     "check the file (permissions, disk) and try again")
 
 
 def _inspect_image(data: bytes) -> tuple[int, int, str, str]:

@@ -125,7 +125,8 @@ class Generator:
         elif path.is_file():
             pipe = StableDiffusionPipeline.from_single_file(str(path), torch_dtype=dtype)
         else:
-            raise NotFoundError(f"no base model at {base_model}", None)
+            raise NotFoundError(f"no base model at {base_model}",
+                                "set base_model.path to a .safetensors file or a diffusers folder")
         pipe.safety_checker = None
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe.to(device)

@@ -161,7 +161,8 @@ def palette_from_images(paths: Iterable[Path]) -> Palette:
         with image:
             images.append(image.convert("RGB"))
     if not images:
-        raise InputError("no training images to take a palette from", None)
+        raise InputError("no training images to take a palette from",
+                         "give --palette-from a folder (or snapshot) that holds the training images")
     return palette_of(images)
 
 
@@ -262,14 +263,13 @@ def record_scored(store: TrackingStore, run_ref: str, suite: PromptSuite, scored
                          "put images in epoch_N/ folders (or name them …-00000N) before recording them")
     run = store.get_run(run_ref)
     prompt_ids = record_suite(store, suite)
-    uris = _store_images(artifacts, Path(source or "."), scored) if artifacts is not None else {}
-    evaluation_id = store.create_evaluation(run.id, mode="scored_dir", suite_name=suite.name,
-                                            width=suite.width, height=suite.height,
-                                            settings={"source": source} if source else None)
-    count = store.record_samples(evaluation_id, [
+    root = Path(source or ".").resolve()
+    uris = _store_images(artifacts, root, scored) if artifacts is not None else {}
+    # keyed by the folder's absolute path: scoring the same folder again replaces its scores (idempotent)
+    evaluation_id, count = store.record_scored_folder(run.id, suite_name=suite.name, source=str(root), samples=[
         SampleScore(epoch=s.epoch, prompt_id=prompt_ids.get(s.prompt), seed=None, metrics=s.metrics,
                     image_uri=uris.get(s.path, (None, None))[0], image_24_uri=uris.get(s.path, (None, None))[1])
-        for s in scored])
+        for s in scored], width=suite.width, height=suite.height)
     if artifacts is not None and any(s.prompt in prompt_ids for s in scored):
         from orchestrator.evaluation.sheet_data import store_contact_sheet
 

@@ -151,11 +151,13 @@ def _pod_created_event(store: TrackingStore, run_id: str) -> dict[str, Any]:
     return {}
 
 
-def _estimated_cost(created: dict[str, Any], cost_per_hr: float | None) -> tuple[float | None, float | None]:
-    """Hours since the pod was created (its ``created`` event) and the estimated cost in USD, each None if unknown."""
+def _estimated_cost(created: dict[str, Any], cost_per_hr: float | None,
+                    now: datetime) -> tuple[float | None, float | None]:
+    """Hours from the pod's creation (its ``created`` event) to ``now`` and the estimated cost in USD, each None if
+    unknown."""
     if not created.get("created_at"):
         return None, None
-    hours = max(0.0, (_now() - datetime.fromisoformat(created["created_at"])).total_seconds() / 3600)
+    hours = max(0.0, (now - datetime.fromisoformat(created["created_at"])).total_seconds() / 3600)
     return hours, (round(float(cost_per_hr) * hours, 4) if cost_per_hr is not None else None)
 
 
@@ -164,7 +166,7 @@ def _pod_gone(pod: dict[str, Any] | None) -> bool:
 
 
 def _terminate_and_record_cost(store: TrackingStore, run_id: str, api: _RunPodApi, pod_id: str,
-                               cost_per_hr: float | None) -> RunRecord:
+                               cost_per_hr: float | None, clock: Callable[[], datetime]) -> RunRecord:
     """Terminate the pod (already gone is fine) and record the estimated cost since it was created."""
     if any((e.data or {}).get("action") in _DONE_ACTIONS and (e.data or {}).get("pod_id") == pod_id
            for e in store.events(run_id, kind="remote")):
@@ -183,7 +185,7 @@ def _terminate_and_record_cost(store: TrackingStore, run_id: str, api: _RunPodAp
             gone = False
         action = "already_gone" if gone else "terminate_failed"
         error = None if gone else failure
-    hours, cost = _estimated_cost(created, cost_per_hr)
+    hours, cost = _estimated_cost(created, cost_per_hr, clock())
     fields: dict[str, Any] = {} if cost is None else {"cost_usd": cost}
     if fields and (action != "already_gone" or store.get_run(run_id).cost_usd is None):
         store.update_run(run_id, **fields)  # a concurrent `runs cancel` may have terminated it and recorded it
@@ -215,17 +217,20 @@ def launch_on_runpod(
     database_url: str | None = None,
     store_uri: str | None = None,
     on_status: Callable[[str], None] | None = None,
+    clock: Callable[[], datetime] = _now,
 ) -> RunRecord:
     """Start a pod from the worker ``image`` for the queued ``run``; with ``wait``, follow it to its end.
 
     ``database_url``/``store_uri``: what the worker should use (default: ``$ORCHESTRATOR_DATABASE_URL`` and
     ``$ORCHESTRATOR_STORE`` from ``environ``); they go to the pod's environment with the store's credentials.
     Without ``wait`` it returns once the pod exists; the worker image terminates its own pod when it ends
-    (:func:`terminate_own_pod`). Ctrl-C while waiting cancels the run and terminates the pod.
+    (:func:`terminate_own_pod`). Ctrl-C while waiting cancels the run and terminates the pod. ``clock``: the time
+    the cost is reckoned by (tests pass their own).
     """
     say = on_status or (lambda _message: None)
     if cloud_type not in CLOUD_TYPES:
-        raise InputError(f"cloud type {cloud_type!r} is not one of {', '.join(CLOUD_TYPES)}", None)
+        raise InputError(f"cloud type {cloud_type!r} is not one of {', '.join(CLOUD_TYPES)}",
+                         "SECURE is RunPod's default; COMMUNITY is cheaper")
     if run.status != "queued":
         raise InputError(f"run {run.id} is {run.status}; only a queued run can go to RunPod",
                          "queue it first (`orchestrator launch SPEC --on runpod` does)")
@@ -249,7 +254,7 @@ def launch_on_runpod(
     except RunPodError as error:
         store.set_status(run.id, "failed", error_summary=f"could not create the RunPod pod: {error.one_line()}")
         raise
-    created_at = _now()
+    created_at = clock()
     store.update_run(run.id, remote_kind=REMOTE_KIND, remote_id=pod_id, gpu_type=gpu_type)
     cost_per_hr = None
     try:
@@ -270,12 +275,12 @@ def launch_on_runpod(
     except KeyboardInterrupt:
         say(f"run {run.id}: interrupted; cancelling it and terminating pod {pod_id}")
         _set_if_not_ended(store, run.id, "cancelled", "cancelled from the launcher (Ctrl-C)")
-        _terminate_and_record_cost(store, run.id, api, pod_id, cost_per_hr)
+        _terminate_and_record_cost(store, run.id, api, pod_id, cost_per_hr, clock)
         raise
     except BaseException:
-        _terminate_and_record_cost(store, run.id, api, pod_id, cost_per_hr)
+        _terminate_and_record_cost(store, run.id, api, pod_id, cost_per_hr, clock)
         raise
-    record = _terminate_and_record_cost(store, run.id, api, pod_id, cost_per_hr)
+    record = _terminate_and_record_cost(store, run.id, api, pod_id, cost_per_hr, clock)
     say(f"run {run.id}: {record.status}; pod {pod_id} terminated"
         + (f", estimated cost ${record.cost_usd:.2f}" if record.cost_usd is not None else ""))
     return record
@@ -329,7 +334,8 @@ def _follow(store: TrackingStore, run_id: str, api: _RunPodApi, pod_id: str, cos
         time.sleep(poll_seconds)
 
 
-def terminate_own_pod(store: TrackingStore, run_ids: list[str], *, environ: Mapping[str, str] = os.environ) -> str:
+def terminate_own_pod(store: TrackingStore, run_ids: list[str], *, environ: Mapping[str, str] = os.environ,
+                      clock: Callable[[], datetime] = _now) -> str:
     """Inside a pod, when the worker is done: record each run's estimated cost, then terminate this pod.
 
     A pod whose main process exits is restarted by RunPod and keeps billing, so the worker image ends this way
@@ -346,7 +352,7 @@ def terminate_own_pod(store: TrackingStore, run_ids: list[str], *, environ: Mapp
         if created.get("pod_id") != pod_id:
             continue  # not launched onto this pod (e.g. claimed from the queue by a long-lived pod)
         cost_per_hr = created.get("cost_per_hr")
-        hours, cost = _estimated_cost(created, cost_per_hr)
+        hours, cost = _estimated_cost(created, cost_per_hr, clock())
         if cost is not None:
             store.update_run(run_id, cost_usd=cost)
         store.record_event(run_id, "remote", message=f"runpod pod {pod_id} terminating itself"
@@ -358,7 +364,8 @@ def terminate_own_pod(store: TrackingStore, run_ids: list[str], *, environ: Mapp
     return pod_id
 
 
-def cancel_runpod_run(store: TrackingStore, run: RunRecord, *, environ: Mapping[str, str] = os.environ) -> RunRecord:
+def cancel_runpod_run(store: TrackingStore, run: RunRecord, *, environ: Mapping[str, str] = os.environ,
+                      clock: Callable[[], datetime] = _now) -> RunRecord:
     """`orchestrator runs cancel` for a RunPod run: mark it cancelled (if it has not ended), terminate its pod and
     record the cost. A launcher still waiting on the run sees it end and stops."""
     if run.remote_kind != REMOTE_KIND or not run.remote_id:
@@ -371,4 +378,4 @@ def cancel_runpod_run(store: TrackingStore, run: RunRecord, *, environ: Mapping[
         cost_per_hr = _cost_per_hr(api.get_pod(run.remote_id))
     except RunPodError:
         pass
-    return _terminate_and_record_cost(store, run.id, api, run.remote_id, cost_per_hr)
+    return _terminate_and_record_cost(store, run.id, api, run.remote_id, cost_per_hr, clock)

@@ -52,7 +52,8 @@ class SchemaChecker:
         self.source = source
         self.problems: list[Problem] = []
 
-    def fail(self, path: str, message: str, hint: str | None = None) -> None:
+    def fail(self, path: str, message: str,
+             hint: str = "the dataset config format: docs/config_README-en.md in sd-scripts") -> None:
         self.problems.append(error(path, message, hint, self.source))
 
     # -- validators -------------------------------------------------------------------------------------------
@@ -102,7 +103,8 @@ class SchemaChecker:
         keys = schema["keys"]
         for key, spec in keys.items():
             if spec.get("required") and key not in table:
-                self.fail(path, f"missing required key {key!r}")
+                self.fail(path, f"missing required key {key!r}", f"add {key} = … to this table"
+                          + (" (the folder of the subset's images)" if key == "image_dir" else ""))
         for key, value in table.items():
             key_path = f"{path}.{key}" if path else key
             if key not in keys:

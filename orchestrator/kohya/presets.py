@@ -97,7 +97,8 @@ def parse_preset(text: str, path: str) -> Preset:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError([error("", f"not valid TOML: {exc}", source=source)]) from None
+        raise SpecError([error("", f"not valid TOML: {exc}", "fix the TOML at that line and column",
+                               source)]) from None
     problems: list[Problem] = []
     for key in data:
         if key not in _TOP_KEYS:
@@ -106,16 +107,17 @@ def parse_preset(text: str, path: str) -> Preset:
                                   "a preset has a [preset] table and an [arguments] table", source))
     meta = data.get("preset")
     if not isinstance(meta, dict):
-        problems.append(error("preset", "missing [preset] table with name, family and summary", source=source))
+        problems.append(error("preset", "missing [preset] table with name, family and summary",
+                              "a preset's format: any file in kohya_configs/ (e.g. sd15_caption_fix.toml)", source))
         meta = {}
     for key in meta:
         if key not in _META_KEYS:
             close = suggest(key, _META_KEYS)
             problems.append(error(f"preset.{key}", "unknown key" + (f" (did you mean {close}?)" if close else ""),
-                                  source=source))
+                                  f"[preset] keys: {', '.join(_META_KEYS)}", source))
     for key in _META_KEYS:
         if key in meta and not isinstance(meta[key], str):
-            problems.append(error(f"preset.{key}", "expected a string", source=source))
+            problems.append(error(f"preset.{key}", "expected a string", f'quote it: {key} = "…"', source))
     stem = Path(path).stem
     name = meta.get("name", stem)
     if isinstance(name, str) and name != stem:
@@ -124,10 +126,10 @@ def parse_preset(text: str, path: str) -> Preset:
     family = meta.get("family")
     if family not in FAMILIES:
         problems.append(error("preset.family", f"must be one of {', '.join(FAMILIES)} (got {family!r})",
-                              source=source))
+                              "sd15 for SD 1.x models, sdxl for SDXL models", source))
     arguments = data.get("arguments", {})
     if not isinstance(arguments, dict):
-        problems.append(error("arguments", "expected a table of sd-scripts arguments", source=source))
+        problems.append(error("arguments", "expected a table of sd-scripts arguments", "a preset's format: any file in kohya_configs/ (e.g. sd15_caption_fix.toml)", source))
         arguments = {}
     for key, value in arguments.items():
         if isinstance(value, dict):
@@ -151,7 +153,8 @@ def load_preset_file(path: str | os.PathLike[str]) -> Preset:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NotFoundError(f"preset file {file} does not exist") from None
+        raise NotFoundError(f"preset file {file} does not exist",
+                            "check the path, or name a shipped preset (`orchestrator presets list`)") from None
     return parse_preset(text, str(file))
 
 

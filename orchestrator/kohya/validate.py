@@ -190,7 +190,7 @@ class RuleInput:
             return f"arguments.{key}", self.preset.path
         return f"config.{key}", self.spec_source
 
-    def error(self, key: str, message: str, hint: str | None = None) -> Problem:
+    def error(self, key: str, message: str, hint: str) -> Problem:  # every error says what to do
         path, source = self.where(key)
         return error(path, message, hint, source)
 
@@ -266,7 +266,8 @@ def bucket_reso_steps_divisible(r: RuleInput) -> list[Problem]:
     steps = r.dataset.get("bucket_reso_steps")
     step = _bucket_step(r.family)
     if _is_int(steps) and (steps <= 0 or steps % step):
-        return [r.error("bucket_reso_steps", f"is {steps}; {r.script} requires a multiple of {step}")]
+        return [r.error("bucket_reso_steps", f"is {steps}; {r.script} requires a multiple of {step}",
+                        f"use a positive multiple of {step}, e.g. {step * 2}")]
     return []
 
 
@@ -320,11 +321,14 @@ def full_precision_matches_mixed_precision(r: RuleInput) -> list[Problem]:
     problems = []
     mixed = r.value("mixed_precision")
     if r.value("full_fp16") and r.value("full_bf16"):
-        problems.append(r.error("full_bf16", "cannot be combined with full_fp16 (sd-scripts would ignore it)"))
+        problems.append(r.error("full_bf16", "cannot be combined with full_fp16 (sd-scripts would ignore it)",
+                                "keep one of full_fp16 and full_bf16"))
     if r.value("full_fp16") and mixed != "fp16":
-        problems.append(r.error("full_fp16", f'requires mixed_precision = "fp16" (it is {mixed!r})'))
+        problems.append(r.error("full_fp16", f'requires mixed_precision = "fp16" (it is {mixed!r})',
+                                'set mixed_precision = "fp16", or remove full_fp16'))
     elif r.value("full_bf16") and not r.value("full_fp16") and mixed != "bf16":
-        problems.append(r.error("full_bf16", f'requires mixed_precision = "bf16" (it is {mixed!r})'))
+        problems.append(r.error("full_bf16", f'requires mixed_precision = "bf16" (it is {mixed!r})',
+                                'set mixed_precision = "bf16", or remove full_bf16'))
     return problems
 
 
@@ -334,7 +338,8 @@ def tensorboard_needs_logging_dir(r: RuleInput) -> list[Problem]:
     And launch follows a run through its TensorBoard event files, which "wandb" alone does not write."""
     log_with = r.value("log_with")
     if log_with in ("tensorboard", "all") and not r.value("logging_dir"):
-        return [r.error("log_with", f"{log_with!r} needs logging_dir")]
+        return [r.error("log_with", f"{log_with!r} needs logging_dir",
+                        'set logging_dir = "logs" (launch puts it in the run\'s work directory)')]
     if log_with == "wandb":
         return [r.warning("log_with", "'wandb' alone writes no TensorBoard events, so the orchestrator cannot "
                           "follow the loss", "use log_with = \"all\"")]
@@ -355,7 +360,8 @@ def model_version_consistency(r: RuleInput) -> list[Problem]:
     problems = []
     v2, v_param = bool(r.value("v2")), bool(r.value("v_parameterization"))
     if v2 and r.family == "sdxl":
-        problems.append(r.error("v2", "cannot be used with SDXL (sdxl_train_network.py refuses it)"))
+        problems.append(r.error("v2", "cannot be used with SDXL (sdxl_train_network.py refuses it)",
+                                "remove v2, or set base_model.family to the model's family"))
     elif v2 and r.family == "sd15":
         problems.append(r.error("v2", "loads an SD2.x model, but base_model.family is sd15",
                                 "SD2.x models are not supported by the sd15 family"))
@@ -365,9 +371,11 @@ def model_version_consistency(r: RuleInput) -> list[Problem]:
     if v2 and r.value("clip_skip") is not None:
         problems.append(r.warning("clip_skip", "with v2 gives unexpected results (sd-scripts warns)"))
     if r.value("scale_v_pred_loss_like_noise_pred") and not v_param:
-        problems.append(r.error("scale_v_pred_loss_like_noise_pred", "requires v_parameterization"))
+        problems.append(r.error("scale_v_pred_loss_like_noise_pred", "requires v_parameterization",
+                                "set v_parameterization = true (a v-prediction model), or remove it"))
     if r.value("v_pred_like_loss") and v_param:
-        problems.append(r.error("v_pred_like_loss", "cannot be used with v_parameterization"))
+        problems.append(r.error("v_pred_like_loss", "cannot be used with v_parameterization",
+                                "remove one of them"))
     if r.value("zero_terminal_snr") and not v_param:
         problems.append(r.warning("zero_terminal_snr", "without v_parameterization gives unexpected results"))
     return problems
@@ -378,7 +386,7 @@ def adaptive_noise_needs_noise_offset(r: RuleInput) -> list[Problem]:
     """adaptive_noise_scale requires noise_offset: ValueError in ``train_util.verify_training_args``.
     (noise_offset with multires noise is allowed: sd-scripts commented that exclusivity check out.)"""
     if r.value("adaptive_noise_scale") is not None and r.value("noise_offset") is None:
-        return [r.error("adaptive_noise_scale", "requires noise_offset")]
+        return [r.error("adaptive_noise_scale", "requires noise_offset", "set noise_offset too, e.g. 0.05")]
     return []
 
 
@@ -407,7 +415,8 @@ def lr_scheduler_known_and_warmup(r: RuleInput) -> list[Problem]:
         problems.append(r.error("lr_warmup_steps", f"{name!r} takes no warmup (sd-scripts raises)",
                                 'use lr_scheduler = "constant_with_warmup"'))
     if base == "adafactor" and (r.value("optimizer_type") or "").lower() != "adafactor":
-        problems.append(r.error("lr_scheduler", "'adafactor' requires optimizer_type = \"Adafactor\""))
+        problems.append(r.error("lr_scheduler", "'adafactor' requires optimizer_type = \"Adafactor\"",
+                                'set optimizer_type = "Adafactor", or choose another lr_scheduler'))
     return problems
 
 
@@ -432,7 +441,8 @@ def optimizer_known(r: RuleInput) -> list[Problem]:
         if r.value(legacy) and name:
             problems.append(r.error(legacy, "cannot be combined with optimizer_type", f"drop {legacy}"))
     if r.value("use_8bit_adam") and r.value("use_lion_optimizer"):
-        problems.append(r.error("use_lion_optimizer", "cannot be combined with use_8bit_adam"))
+        problems.append(r.error("use_lion_optimizer", "cannot be combined with use_8bit_adam",
+                                'keep one; optimizer_type = "Lion" or "AdamW8bit" says the same more clearly'))
     known_lower = {n.lower() for n in SD_SCRIPTS_OPTIMIZERS}
     if name and "." not in name and name.lower() not in known_lower and name not in TORCH_OPTIMIZERS:
         close = suggest(name, SD_SCRIPTS_OPTIMIZERS + TORCH_OPTIMIZERS)
@@ -441,9 +451,11 @@ def optimizer_known(r: RuleInput) -> list[Problem]:
                                 "or give a class path such as bitsandbytes.optim.AdEMAMix8bit"))
     if r.value("fused_backward_pass"):
         if (name or "adamw").lower() != "adafactor":
-            problems.append(r.error("fused_backward_pass", 'only works with optimizer_type = "Adafactor"'))
+            problems.append(r.error("fused_backward_pass", 'only works with optimizer_type = "Adafactor"',
+                                    'set optimizer_type = "Adafactor", or remove fused_backward_pass'))
         if (r.value("gradient_accumulation_steps") or 1) != 1:
-            problems.append(r.error("fused_backward_pass", "does not work with gradient_accumulation_steps > 1"))
+            problems.append(r.error("fused_backward_pass", "does not work with gradient_accumulation_steps > 1",
+                                    "set gradient_accumulation_steps = 1, or remove fused_backward_pass"))
     return problems
 
 
@@ -459,7 +471,8 @@ def key_value_lists(r: RuleInput) -> list[Problem]:
                 continue
             parts = item.split("=")
             if len(parts) != 2:
-                problems.append(r.error(key, f"{item!r} is not key=value with exactly one '='"))
+                problems.append(r.error(key, f"{item!r} is not key=value with exactly one '='",
+                                        'write each entry as "name=value", e.g. "betas=0.9,0.999"'))
                 continue
             try:
                 ast.literal_eval(parts[1])
@@ -468,7 +481,8 @@ def key_value_lists(r: RuleInput) -> list[Problem]:
                                         "quote strings: key='text'; numbers and True/False as they are"))
     for item in r.value("network_args") or ():
         if isinstance(item, str) and "=" not in item:
-            problems.append(r.error("network_args", f"{item!r} is not key=value"))
+            problems.append(r.error("network_args", f"{item!r} is not key=value",
+                                    'write each entry as "name=value", e.g. "conv_dim=4"'))
     return problems
 
 
@@ -487,10 +501,12 @@ def sdxl_text_encoder_cache(r: RuleInput) -> list[Problem]:
     for option in ("shuffle_caption", "caption_dropout_rate", "token_warmup_step", "caption_tag_dropout_rate"):
         if any(subset.get(option) for subset in r.subsets):
             problems.append(r.error(option, f"cannot be used with {key}: the cached text encoder outputs are "
-                                    "computed once from the unchanged caption"))
+                                    "computed once from the unchanged caption",
+                                    f"remove {option} from the subsets, or remove {key}"))
     if not r.value("network_train_unet_only"):
         problems.append(r.error(key, "requires network_train_unet_only = true (the text encoder cannot be "
-                                "trained from cached outputs)"))
+                                "trained from cached outputs)",
+                                f"set network_train_unet_only = true, or remove {key}"))
     return problems
 
 
@@ -545,14 +561,15 @@ def value_ranges(r: RuleInput) -> list[Problem]:
     for key in _POSITIVE:
         value = r.value(key) if r.is_set(key) else None
         if _is_number(value) and value < 1:
-            problems.append(r.error(key, f"must be at least 1 (got {value})"))
+            problems.append(r.error(key, f"must be at least 1 (got {value})", f"set {key} to 1 or more"))
     for key in _NON_NEGATIVE:
         value = r.value(key) if r.is_set(key) else None
         if _is_number(value) and value < 0:
-            problems.append(r.error(key, f"must not be negative (got {value})"))
+            problems.append(r.error(key, f"must not be negative (got {value})", f"set {key} to 0 or more"))
     rate = r.value("caption_dropout_rate")
     if _is_number(rate) and rate > 1:
-        problems.append(r.error("caption_dropout_rate", f"is a probability, at most 1 (got {rate})"))
+        problems.append(r.error("caption_dropout_rate", f"is a probability, at most 1 (got {rate})",
+                                "use a value from 0 to 1, e.g. 0.05"))
     every = r.value("sample_every_n_epochs")
     if _is_number(every) and every <= 0:
         problems.append(warning("sample.every_n_epochs", f"is {every}: sd-scripts disables sampling",
@@ -615,7 +632,7 @@ def check_subset_options(spec: RunSpec) -> list[Problem]:
         table = {k: list(v) if isinstance(v, tuple) else v for k, v in subset.options.items()}
         checker.check_table(f"dataset.subsets[{index}]", {"extra": "prevent", "keys": keys}, table)
         if subset.num_repeats is not None and subset.num_repeats < 1:
-            checker.fail(f"dataset.subsets[{index}].num_repeats", "must be at least 1")
+            checker.fail(f"dataset.subsets[{index}].num_repeats", "must be at least 1", "set num_repeats to 1 or more")
     return checker.problems
 
 
@@ -634,18 +651,20 @@ def check_sample(spec: RunSpec) -> list[Problem]:
 
     def text_problem(path: str, text: str) -> None:
         if "\n" in text or "\r" in text:
-            problems.append(error(path, "must be one line", source=source))
+            problems.append(error(path, "must be one line", "sd-scripts reads its prompt file line by line: "
+                                  "put each prompt in its own list entry", source))
         if " --" in " " + " ".join(text.split()):
             problems.append(error(path, "contains ' --', which sd-scripts reads as the start of an option",
-                                  source=source))
+                                  "remove the ' --'; set width, seed, steps and the negative prompt as [sample] "
+                                  "keys or prompt table fields instead", source))
 
     for index, prompt in enumerate(sample.prompts):
         path = f"sample.prompts[{index}]"
         if not prompt.text.strip():
-            problems.append(error(f"{path}.text", "is empty", source=source))
+            problems.append(error(f"{path}.text", "is empty", "give the prompt's text, or remove the entry", source))
         elif prompt.text.strip().startswith("#"):
             problems.append(error(f"{path}.text", "starts with '#': sd-scripts skips it as a comment",
-                                  source=source))
+                                  "remove the leading '#', or remove the prompt", source))
         text_problem(f"{path}.text", prompt.text)
         if prompt.negative:
             text_problem(f"{path}.negative", prompt.negative)
@@ -672,7 +691,8 @@ def check_sample(spec: RunSpec) -> list[Problem]:
         if arg is not None and arg.choices and sample.sampler not in arg.choices:
             close = suggest(sample.sampler, [c for c in arg.choices if c])
             problems.append(error("sample.sampler", f"unknown sampler {sample.sampler!r}"
-                                  + (f" (did you mean {close}?)" if close else ""), source=source))
+                                  + (f" (did you mean {close}?)" if close else ""),
+                                  f"samplers: {', '.join(c for c in arg.choices if c)}", source))
     return problems
 
 
@@ -715,7 +735,8 @@ def validate_run(spec: RunSpec, preset: Preset, *, layout: DatasetLayout | None 
     problems += check_arguments(spec.config, script_schema, prefix="config", source=spec.source)
     for index, key in enumerate(spec.unset):
         if key in spec.config:
-            problems.append(error(f"unset[{index}]", f"{key} is both unset and set in [config]", source=spec.source))
+            problems.append(error(f"unset[{index}]", f"{key} is both unset and set in [config]",
+                                  f"keep {key} in one of unset and [config]", spec.source))
         elif key not in preset.arguments:
             problems.append(warning(f"unset[{index}]", f"{key} is not set by preset {preset.name}",
                                     source=spec.source))

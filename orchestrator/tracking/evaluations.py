@@ -99,32 +99,40 @@ class EvaluationRepository(SessionScope):
         with self._session() as session:
             evaluation = session.get(Evaluation, evaluation_id)
             if evaluation is None:
-                raise NotFoundError(f"no evaluation {evaluation_id}", None)
-            now = utcnow()
-            rows = []
-            for sample in samples:
-                unknown = set(sample.metrics) - set(METRICS)
-                if unknown:
-                    raise InputError(f"unknown metric(s) {sorted(unknown)}", f"metrics are {', '.join(METRICS)}")
-                rows.append(
-                    {
-                        "evaluation_id": evaluation_id,
-                        "run_id": evaluation.run_id,
-                        "epoch": sample.epoch,
-                        "prompt_id": sample.prompt_id,
-                        "seed": sample.seed,
-                        "image_uri": sample.image_uri,
-                        "image_24_uri": sample.image_24_uri,
-                        "created_at": now,
-                        **{m: sample.metrics.get(m) for m in METRICS},
-                    }
-                )
-            if rows:
-                session.execute(sa.insert(EvaluationSample), rows)
-            for epoch in sorted({s.epoch for s in samples}):
-                _refresh_epoch_score(session, evaluation.run_id, epoch)
-            _refresh_best_epoch(session, evaluation.run_id)
-            return len(rows)
+                raise NotFoundError(f"no evaluation {evaluation_id}", "it was deleted meanwhile (with its run?); run the "
+                                    "evaluation again")
+            return _insert_samples(session, evaluation, samples, set())
+
+    def record_scored_folder(self, run_id: str, *, suite_name: str, source: str, samples: Iterable[SampleScore],
+                             width: int | None = None, height: int | None = None) -> tuple[int, int]:
+        """Record the scores of a folder of existing images as the run's ``scored_dir`` evaluation of ``source``
+        for ``suite_name``; returns (evaluation id, samples recorded).
+
+        Scoring the same folder again replaces that evaluation's samples instead of adding a second copy (the
+        epoch counts would double), in one transaction: the old scores stay if the new ones cannot be recorded.
+        """
+        samples = list(samples)
+        with self._session() as session:
+            suite_id = session.scalars(sa.select(PromptSuite.id).where(PromptSuite.name == suite_name)).first()
+            if suite_id is None:
+                raise NotFoundError(f"no prompt suite {suite_name!r}", "record the suite first")
+            earlier = session.scalars(
+                sa.select(Evaluation).where(Evaluation.run_id == run_id, Evaluation.mode == "scored_dir",
+                                            Evaluation.suite_id == suite_id).order_by(Evaluation.id)
+            ).all()
+            evaluation = next((e for e in earlier if (e.settings or {}).get("source") == source), None)
+            replaced_epochs: set[int] = set()
+            if evaluation is None:
+                evaluation = Evaluation(run_id=run_id, suite_id=suite_id, mode="scored_dir", width=width,
+                                        height=height, settings={"source": source}, created_at=utcnow())
+                session.add(evaluation)
+                session.flush()
+            else:
+                replaced_epochs = set(session.scalars(
+                    sa.select(EvaluationSample.epoch).where(EvaluationSample.evaluation_id == evaluation.id)
+                ).all())
+                session.execute(sa.delete(EvaluationSample).where(EvaluationSample.evaluation_id == evaluation.id))
+            return evaluation.id, _insert_samples(session, evaluation, samples, replaced_epochs)
 
     def set_reported_epoch_score(self, run_id: str, epoch: int, *, unique_colors_24_mean: float) -> None:
         """Record a score the users reported without the images behind it (their notes)."""
@@ -220,7 +228,8 @@ class EvaluationRepository(SessionScope):
         earlier one (the same images give the same figures). An upsert: two workers that start on the same snapshot
         at once both succeed."""
         if not metrics:
-            raise InputError(f"dataset snapshot {snapshot_id[:12]} has no images to score", None)
+            raise InputError(f"dataset snapshot {snapshot_id[:12]} has no images to score",
+                             "snapshot a dataset folder that holds the training images")
         values: dict[str, Any] = {"snapshot_id": snapshot_id, "image_count": len(metrics),
                                   "palette_size": palette_size, "created_at": utcnow()}
         for metric in METRICS:
@@ -242,6 +251,37 @@ class EvaluationRepository(SessionScope):
 
 
 _BLANK_COUNT_SQL = f"SUM(CASE WHEN {BLANK_SAMPLE_SQL} THEN 1 ELSE 0 END)"
+
+
+def _insert_samples(session: Session, evaluation: Evaluation, samples: list[SampleScore],
+                    also_refresh: set[int]) -> int:
+    """Insert samples of ``evaluation``, then refresh the epoch scores of their epochs (and of ``also_refresh``:
+    epochs whose samples were just removed) and the run's best epoch."""
+    now = utcnow()
+    rows = []
+    for sample in samples:
+        unknown = set(sample.metrics) - set(METRICS)
+        if unknown:
+            raise InputError(f"unknown metric(s) {sorted(unknown)}", f"metrics are {', '.join(METRICS)}")
+        rows.append(
+            {
+                "evaluation_id": evaluation.id,
+                "run_id": evaluation.run_id,
+                "epoch": sample.epoch,
+                "prompt_id": sample.prompt_id,
+                "seed": sample.seed,
+                "image_uri": sample.image_uri,
+                "image_24_uri": sample.image_24_uri,
+                "created_at": now,
+                **{m: sample.metrics.get(m) for m in METRICS},
+            }
+        )
+    if rows:
+        session.execute(sa.insert(EvaluationSample), rows)
+    for epoch in sorted({s.epoch for s in samples} | also_refresh):
+        _refresh_epoch_score(session, evaluation.run_id, epoch)
+    _refresh_best_epoch(session, evaluation.run_id)
+    return len(rows)
 
 
 def _refresh_epoch_score(session: Session, run_id: str, epoch: int) -> None:

@@ -5,7 +5,11 @@ It prints what train_network.py prints at the pinned commit (accelerator.print l
 event files (tensorboardX), so the executor's parsing, registration and process control are exercised without a
 GPU. The real trainer is exercised by tests/test_sd_scripts_integration.py where sd-scripts is available.
 
-    python fake_sd_scripts_trainer.py --epochs 2 --steps 3 --mode ok|crash|no_checkpoint|hang [--spawn-child FILE]
+    python fake_sd_scripts_trainer.py --epochs 2 --steps 3 --mode ok|crash|no_checkpoint|hang|stubborn|half_checkpoint
+        [--spawn-child FILE]
+
+``stubborn`` hangs in epoch 2 ignoring SIGTERM (only SIGKILL stops it); ``half_checkpoint`` leaves epoch 1's file cut
+short (a save interrupted mid-write) and finishes epoch 2 normally.
 """
 
 import argparse
@@ -52,6 +56,10 @@ def main() -> int:
     parser.add_argument("--sample_prompts", default=None)
     parser.add_argument("--sample_every_n_epochs", type=int, default=None)
     args = parser.parse_args()
+    if args.mode == "stubborn":
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     if args.spawn_child:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -93,9 +101,12 @@ def main() -> int:
         metadata = {"ss_epoch": str(epoch + 1), "ss_steps": str(step), "ss_seed": args.seed,
                     "ss_network_dim": "32", "ss_tag_frequency": json.dumps({"10_punk": {"pixel art": 4}})}
         save_file({"lora_unet.weight": np.full((4, 4), epoch, dtype=np.float16)}, path, metadata=metadata)
+        if args.mode == "half_checkpoint" and epoch == 0:
+            with open(path, "r+b") as handle:  # what a save interrupted mid-write leaves
+                handle.truncate(os.path.getsize(path) - 16)
         if args.sample_prompts and args.sample_every_n_epochs and (epoch + 1) % args.sample_every_n_epochs == 0:
             write_samples(args, epoch + 1)
-        if args.mode == "hang" and epoch == 0:
+        if args.mode in ("hang", "stubborn") and epoch == 0:
             print("\nepoch 2/2\n", flush=True)
             while True:  # a trainer stuck in its second epoch
                 time.sleep(0.1)
