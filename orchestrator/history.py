@@ -2,7 +2,8 @@
 package as :data:`orchestrator.resources.USERS_HISTORY_FILE`).
 
 Idempotent: runs and caption versions get ids derived from their names, and anything already recorded is left
-as it is, so importing twice changes nothing.
+as it is, so importing twice changes nothing. Imports into one database run one at a time (a lock across processes),
+so that two at once do not both insert what neither found.
 """
 
 from __future__ import annotations
@@ -112,6 +113,11 @@ def _check_keys(path: Path, where: str, table: dict[str, Any], allowed: set[str]
 def import_history(store: TrackingStore, path: Path = USERS_HISTORY_FILE) -> ImportReport:
     """Import a history file, by default the users' own (shipped with the package)."""
     data = load_history(path)
+    with store.exclusive("orchestrator:import-history"):
+        return _import(store, data)
+
+
+def _import(store: TrackingStore, data: dict[str, Any]) -> ImportReport:
     report = ImportReport()
     known_versions = {v.id for v in store.list_caption_versions()}
     for version in data.get("caption_versions", []):

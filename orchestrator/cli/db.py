@@ -30,14 +30,7 @@ def _guard_db(state: State, action):
 
 def _migrate(state: State, move, revision: str) -> tuple[str | None, str | None]:
     """Run an Alembic move (upgrade or downgrade) to ``revision``; returns the revisions before and after."""
-    from orchestrator.tracking import db as tracking_db  # here for start-up speed
-
-    def run(engine):
-        before = tracking_db.current_revision(engine)
-        move(engine, revision)
-        return before, tracking_db.current_revision(engine)
-
-    return _guard_db(state, run)
+    return _guard_db(state, lambda engine: move(engine, revision))
 
 
 @db.command("upgrade")

@@ -7,6 +7,9 @@ and the tracking store are imported where a table is drawn or a store is opened.
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import sys
 from typing import Any
 
@@ -32,12 +35,56 @@ class OrchestratorGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`… | head`): what it wanted it has; stop quietly, as a tool killed by SIGPIPE does.
+            _silence_stdout()
+            ctx.exit(BROKEN_PIPE_EXIT_CODE)
+        except SystemExit as stop:
+            if isinstance(stop.__context__, BrokenPipeError):  # rich's own way out of a closed pipe: exit 1
+                ctx.exit(BROKEN_PIPE_EXIT_CODE)
+            raise
         except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
             if _debug_requested(ctx):
                 raise
+            if isinstance(error, OSError) and error.errno in _FILESYSTEM_HINTS:
+                click.echo(f"Error: {mask_url(describe_filesystem_error(error))}", err=True)
+                ctx.exit(1)
             detail = mask_url(" ".join(str(error).split()))
             click.echo(f"Error: unexpected {type(error).__name__}: {detail} (hint: rerun with --debug)", err=True)
             ctx.exit(1)
+
+
+BROKEN_PIPE_EXIT_CODE = 141  # 128 + SIGPIPE: what the shell reports for a tool stopped by a closed pipe
+
+# What a user can do about a file system that refuses a write; whatever was recorded before it stays recorded.
+_FILESYSTEM_HINTS = {
+    errno.ENOSPC: ("no space left on the device", "free space there or choose another location"),
+    errno.EDQUOT: ("disk quota exceeded", "free space in your quota or choose another location"),
+    errno.EROFS: ("the file system is read-only", "choose a writable location"),
+    errno.EACCES: ("permission denied", "check the permissions of the path or choose another location"),
+}
+
+
+def describe_filesystem_error(error: OSError) -> str:
+    """One line for a write the file system refused: which path, why, what to do, and that recorded data is safe."""
+    reason, hint = _FILESYSTEM_HINTS[error.errno]
+    paths = " -> ".join(str(p) for p in (error.filename, error.filename2) if p is not None)
+    where = f"{paths}: " if paths else "a file operation failed: "
+    return f"{where}{reason} (hint: {hint}; what was recorded before this is safe, rerun the command after)"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail on the closed pipe again."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # stdout is not a real file (a test runner's buffer): nothing will flush into a pipe
 
 
 def _debug_requested(ctx: click.Context) -> bool:

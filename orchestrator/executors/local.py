@@ -4,7 +4,9 @@ While the trainer runs, this module
 - keeps the full console output in the run's log file (stored as an artifact at the end),
 - turns epoch starts, tqdm progress and ``saving checkpoint:`` lines into run events,
 - registers each checkpoint (sha256, size, ss_* metadata) and puts it in the artifact store once it is complete,
-- beats the run's heartbeat so that another command can tell a dead orchestrator (the run becomes ``lost``).
+- beats the run's heartbeat so that another command can tell a dead orchestrator (the run becomes ``lost``),
+- keeps a watchdog process beside the trainer (trainer_watchdog.py) that stops the trainer's whole process group
+  if this process dies without ending it (SIGKILL, the OOM killer), so that no orphan keeps the GPU.
 At the end it reads the TensorBoard events into per-step loss and sets the final status: failed on a non-zero exit,
 failed also on exit 0 without any checkpoint (sd-scripts does that when it finds no images), cancelled on Ctrl-C /
 SIGTERM (the trainer's whole process group is stopped; checkpoints written so far are kept), else succeeded.
@@ -17,6 +19,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +44,7 @@ HEARTBEAT_SECONDS = 10.0
 PROGRESS_EVENT_SECONDS = 15.0
 STOP_GRACE_SECONDS = 20.0
 _EPOCH_IN_NAME = re.compile(r"-(\d{6})\.safetensors$")
+WATCHDOG_SCRIPT = Path(__file__).with_name("trainer_watchdog.py")
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,10 @@ class LocalTrainerRun:
         command = self.command
         command.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._started = time.monotonic()
+        guard = OrphanGuard.start(STOP_GRACE_SECONDS)
+        if guard is None:
+            self.store.record_event(self.run_id, "log", message="trainer watchdog not started: if this process is "
+                                    "killed, stop the trainer's process group by hand")
         try:
             self._process = subprocess.Popen(
                 command.argv,
@@ -139,14 +147,28 @@ class LocalTrainerRun:
                 start_new_session=True,  # its own process group: we stop the trainer and every worker it forks
             )
         except OSError as error:
+            if guard is not None:
+                guard.release(trainer_ended=True)
             summary = f"could not start the trainer {command.argv[0]!r}: {error.strerror}"
             self.store.set_status(self.run_id, "failed", error_summary=summary)
             raise InputError(summary, "check the sd-scripts location and its Python (SD_SCRIPTS_PYTHON)") from None
+        if guard is not None:
+            guard.watch(self._process.pid)  # its process group's id: start_new_session made it the leader
+        try:
+            exit_code = self._monitor()
+        finally:
+            # a trainer still running here has lost its monitor (an error above): the watchdog stops it
+            if guard is not None:
+                guard.release(trainer_ended=self._process.poll() is not None)
+        return self._finish(exit_code)
+
+    def _monitor(self) -> int:
+        """Follow the trainer's output until it ends; returns its exit code."""
+        assert self._process is not None and self._process.stdout is not None
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        with open(command.log_file, "ab") as log:
-            assert self._process.stdout is not None
+        with open(self.command.log_file, "ab") as log:
             while True:
                 chunk = os.read(self._process.stdout.fileno(), 65536)
                 if not chunk:
@@ -157,8 +179,7 @@ class LocalTrainerRun:
                     self._handle(event)
             for event in self.parser.feed(decoder.decode(b"", final=True)) + self.parser.close():
                 self._handle(event)
-        exit_code = self._wait()
-        return self._finish(exit_code)
+        return self._wait()
 
     def _wait(self) -> int:
         assert self._process is not None
@@ -319,6 +340,57 @@ class LocalTrainerRun:
         if rows:
             self.store.record_training_steps(self.run_id, rows)
         return len(rows)
+
+
+class OrphanGuard:
+    """The watchdog process of one trainer (trainer_watchdog.py): it holds the read end of a pipe whose only writer is
+    this process, and stops the trainer's process group when the pipe closes before :meth:`release` said the trainer
+    ended, which is what the kernel does for us when this process dies, however it dies."""
+
+    def __init__(self, process: subprocess.Popen[bytes], write_end: int) -> None:
+        self._process = process
+        self._write_end: int | None = write_end
+
+    @classmethod
+    def start(cls, grace_seconds: float) -> OrphanGuard | None:
+        """Start the watchdog (before the trainer, so that the two are never apart for more than one write);
+        None where it cannot start."""
+        read_end, write_end = os.pipe()  # both ends non-inheritable: the trainer never holds the write end
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(WATCHDOG_SCRIPT), str(grace_seconds)],
+                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's signals are for the orchestrator, not for its watchdog
+            )
+        except OSError:
+            os.close(write_end)
+            return None
+        finally:
+            os.close(read_end)
+        return cls(process, write_end)
+
+    def watch(self, process_group: int) -> None:
+        self._write(f"{process_group}\n".encode())
+
+    def release(self, *, trainer_ended: bool) -> None:
+        """Close the pipe: with ``trainer_ended`` the watchdog just exits, else it stops the trainer."""
+        if self._write_end is None:
+            return
+        if trainer_ended:
+            self._write(b"done")
+        os.close(self._write_end)
+        self._write_end = None
+        if trainer_ended:
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass  # it exits on its own; the interpreter reaps it later
+
+    def _write(self, data: bytes) -> None:
+        try:
+            os.write(self._write_end, data)  # type: ignore[arg-type]
+        except OSError:
+            pass  # the watchdog is gone (killed by hand): the trainer runs on unguarded, as it did before
 
 
 def _int(value: object) -> int | None:

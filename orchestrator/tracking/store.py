@@ -24,7 +24,7 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.tracking import db
+from orchestrator.tracking import db, locks
 from orchestrator.tracking.checkpoints import CheckpointRepository
 from orchestrator.tracking.datasets import DatasetRepository
 from orchestrator.tracking.evaluations import EvaluationRepository
@@ -48,6 +48,10 @@ class TrackingStore(RunRepository, CheckpointRepository, DatasetRepository, Eval
                 raise
             except SQLAlchemyError as error:
                 raise db.describe_connection_error(self.url, error) from None
+
+    def exclusive(self, name: str):
+        """A context manager: its block runs while no other process runs one under ``name`` on this database."""
+        return locks.exclusive(self.engine, self.url, name)
 
     def __enter__(self) -> TrackingStore:
         return self

@@ -15,11 +15,13 @@ from PIL import Image
 
 
 @contextmanager
-def small_tmpfs(path: Path, size: str = "1m") -> Iterator[Path]:
-    """A real ``size`` tmpfs mounted on ``path`` (needs root / CAP_SYS_ADMIN; skips with the reason otherwise)."""
+def small_tmpfs(path: Path, size: str = "1m", options: str = "") -> Iterator[Path]:
+    """A real ``size`` tmpfs mounted on ``path`` (needs root / CAP_SYS_ADMIN; skips with the reason otherwise);
+    ``options`` adds mount options (``ro``, ``nr_inodes=16``)."""
     path.mkdir(parents=True, exist_ok=True)
+    mount_options = ",".join(filter(None, [f"size={size}", options]))
     try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", mount_options, "tmpfs", str(path)],
                                  capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
         pytest.skip(f"cannot mount a tmpfs to fill up: {error}")
