@@ -198,3 +198,28 @@ def test_a_work_directory_that_cannot_be_written_fails_the_run_and_leaves_nothin
     assert shown["status"] == "failed" and shown["error_summary"].startswith("preparing the work directory failed: "
                                                                              "no space left")
     assert shown["dataset_snapshot_id"]  # the snapshot was stored before: a later launch reuses it
+
+
+def test_the_executor_reads_a_real_sd_scripts_run(env):
+    """The stand-in plays back a real 2-epoch sd-scripts run (tests/fixtures/real_run/, tools/capture_trainer_
+    fixtures.py): its log, its TensorBoard events and its checkpoints' real headers are read as the real ones."""
+    from standins.sd_scripts_checkout import REAL_RUN
+
+    capture = json.loads((REAL_RUN / "capture.json").read_text(encoding="utf-8"))
+    headers = json.loads((REAL_RUN / "checkpoints.json").read_text(encoding="utf-8"))
+    env["monkeypatch"].setenv("SD_SCRIPTS_PYTHON", env["python"]("replay"))
+    result = orch(env, "launch", str(spec(env)), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["run"]["status"] == "succeeded" and data["training_steps"] == capture["training_steps"] == 4
+    registered = sorted(data["checkpoints"], key=lambda c: c["epoch"])
+    assert [c["epoch"] for c in registered] == [1, 2]
+    for checkpoint, name in zip(registered, ["captured-000001.safetensors", "captured.safetensors"]):
+        real = headers[name]
+        assert checkpoint["size_bytes"] == real["file_size"]
+        metadata = real["header"]["__metadata__"]
+        assert checkpoint["metadata"]["ss_epoch"] == metadata["ss_epoch"]
+        assert checkpoint["metadata"]["ss_seed"] == metadata["ss_seed"] == "1234"
+        assert checkpoint["metadata"]["ss_network_dim"] == metadata["ss_network_dim"]
+    shown = show(env, data["run"]["id"])
+    assert [m for m in events(shown) if m.startswith("epoch") and "ended" in m] == ["epoch 1 ended", "epoch 2 ended"]

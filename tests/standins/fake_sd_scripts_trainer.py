@@ -8,6 +8,10 @@ GPU. The real trainer is exercised by tests/test_sd_scripts_integration.py where
     python fake_sd_scripts_trainer.py --epochs 2 --steps 3 --mode ok|crash|no_checkpoint|hang|stubborn|half_checkpoint
         [--spawn-child FILE]
 
+``--replay DIR`` plays back a real sd-scripts run captured by tools/capture_trainer_fixtures.py
+(tests/fixtures/real_run/): its log line by line, its TensorBoard event files, and each checkpoint it saved, rebuilt
+from the real safetensors header with zeroed weights, at the moment the log says it was saved.
+
 ``stubborn`` hangs in epoch 2 ignoring SIGTERM (only SIGKILL stops it); ``half_checkpoint`` leaves epoch 1's file cut
 short (a save interrupted mid-write) and finishes epoch 2 normally.
 """
@@ -42,6 +46,36 @@ def write_samples(args, epoch: int) -> None:
         Image.fromarray(small).resize((512, 512), Image.NEAREST).save(os.path.join(folder, name))
 
 
+def replay(args) -> int:
+    """Play back a captured real run (see the module docstring); its exit code is the real run's."""
+    import shutil
+    import struct
+    from pathlib import Path
+
+    captured = Path(args.replay)
+    headers = json.loads((captured / "checkpoints.json").read_text(encoding="utf-8"))
+    work = os.getcwd()
+    events_dir = os.path.join(args.logging_dir, "network_train")
+    os.makedirs(events_dir, exist_ok=True)
+    for events in sorted((captured / "logs").iterdir()):
+        shutil.copy(events, events_dir)
+    for line in (captured / "train.log").read_text(encoding="utf-8").replace("<work>", work).splitlines(True):
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if "saving checkpoint:" in line:
+            path = line.split("saving checkpoint:", 1)[1].strip()
+            entry = headers[os.path.basename(path)]
+            header = json.dumps(entry["header"], separators=(",", ":")).encode()
+            data = max((t["data_offsets"][1] for k, t in entry["header"].items() if k != "__metadata__"), default=0)
+            header += b" " * (entry["file_size"] - 8 - data - len(header))  # safetensors pads its header with spaces
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path, "wb") as handle:  # the real header, zeroed weights of the real size
+                handle.write(struct.pack("<Q", len(header)) + header)
+                handle.truncate(8 + len(header) + data)
+        time.sleep(args.step_seconds / 10)
+    return json.loads((captured / "capture.json").read_text(encoding="utf-8"))["exit_code"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
@@ -55,7 +89,10 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=float, default=0.01)
     parser.add_argument("--sample_prompts", default=None)
     parser.add_argument("--sample_every_n_epochs", type=int, default=None)
+    parser.add_argument("--replay", default=None, help="a captured real run to play back")
     args = parser.parse_args()
+    if args.replay:
+        return replay(args)
     if args.mode == "stubborn":
         import signal
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 TRAINER = Path(__file__).resolve().parent / "fake_sd_scripts_trainer.py"
-MODES = ("ok", "crash", "hang", "stubborn", "half_checkpoint", "no_checkpoint")
+MODES = ("ok", "crash", "hang", "stubborn", "half_checkpoint", "no_checkpoint", "replay")
+REAL_RUN = Path(__file__).resolve().parent.parent / "fixtures" / "real_run"  # tools/capture_trainer_fixtures.py
 
 
 def make_standin_sd_scripts(root: Path, *, epochs: int = 2, steps: int = 3) -> dict:
@@ -24,12 +25,13 @@ def make_standin_sd_scripts(root: Path, *, epochs: int = 2, steps: int = 3) -> d
     (checkout / "train_network.py").write_text("# the stand-in trainer runs instead (see the pythons)\n")
     (checkout / COMMIT_FILE).write_text(pinned_commit() + "\n")
     for mode in MODES:
+        extra = f"--replay {REAL_RUN}" if mode == "replay" else ""
         python = root / f"python-{mode}"
         python.write_text(f"""#!/bin/sh
 if [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi
 samples=""
 if [ -s sample_prompts.txt ]; then samples="--sample_prompts sample_prompts.txt --sample_every_n_epochs 1"; fi
-exec {sys.executable} {TRAINER} --mode {mode} --epochs {epochs} --steps {steps} $samples
+exec {sys.executable} {TRAINER} --mode {mode} --epochs {epochs} --steps {steps} $samples {extra}
 """)
         python.chmod(0o755)
     return {"dir": checkout, "python": lambda mode: str(root / f"python-{mode}")}
