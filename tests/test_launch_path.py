@@ -223,3 +223,23 @@ def test_the_executor_reads_a_real_sd_scripts_run(env):
         assert checkpoint["metadata"]["ss_network_dim"] == metadata["ss_network_dim"]
     shown = show(env, data["run"]["id"])
     assert [m for m in events(shown) if m.startswith("epoch") and "ended" in m] == ["epoch 1 ended", "epoch 2 ended"]
+
+
+def test_a_base_model_that_is_not_the_one_the_spec_names_is_refused(env):
+    path = spec(env)
+    path.write_text(path.read_text().replace('[base_model]\n', '[base_model]\nsha256 = "' + "ab" * 32 + '"\n'))
+    result = orch(env, "launch", str(path))
+    assert result.exit_code == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"Error: base model {env['base']} hashes to ") and "the spec expects abababababab" in line
+    assert "(hint: point base_model.path at the right model)" in line
+    assert json.loads(orch(env, "runs", "list", "--json").stdout) == []  # refused before the run was recorded
+
+
+def test_a_spec_that_does_not_validate_is_refused_naming_the_key(env):
+    path = spec(env)
+    path.write_text(path.read_text().replace("max_train_epochs = 2", "max_train_epochs = 2\nnetwork_dimm = 8"))
+    result = orch(env, "launch", str(path))
+    assert result.exit_code == 1
+    assert f"{path}: config.network_dimm: unknown key (did you mean network_dim?)" in result.stderr
+    assert json.loads(orch(env, "runs", "list", "--json").stdout) == []
