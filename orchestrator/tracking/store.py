@@ -8,7 +8,8 @@
 - :mod:`~orchestrator.tracking.datasets`: dataset snapshots and caption versions;
 - :mod:`~orchestrator.tracking.evaluations`: prompt suites, evaluation samples, epoch scores and best epochs,
   snapshots' reference scores;
-- :mod:`~orchestrator.tracking.views`: the read side of the SQL views.
+- :mod:`~orchestrator.tracking.views`: the read side of the SQL views;
+- :mod:`~orchestrator.tracking.pages`: the review UI's page reads (a bounded number of queries per page).
 
 Verdicts and sweeps, when they come, follow the same pattern: a ``VerdictRepository`` in ``tracking/verdicts.py`` and
 a ``SweepRepository`` in ``tracking/sweeps.py``, their records in ``tracking/entities.py``, each added to the bases
@@ -28,11 +29,13 @@ from orchestrator.tracking import db
 from orchestrator.tracking.checkpoints import CheckpointRepository
 from orchestrator.tracking.datasets import DatasetRepository
 from orchestrator.tracking.evaluations import EvaluationRepository
+from orchestrator.tracking.pages import PageRepository
 from orchestrator.tracking.runs import RunRepository
 from orchestrator.tracking.views import ViewRepository
 
 
-class TrackingStore(RunRepository, CheckpointRepository, DatasetRepository, EvaluationRepository, ViewRepository):
+class TrackingStore(PageRepository, RunRepository, CheckpointRepository, DatasetRepository, EvaluationRepository,
+                    ViewRepository):
     """The tracking database behind one URL (SQLite file or PostgreSQL)."""
 
     def __init__(self, url: str | None = None, *, check_schema: bool = True) -> None:
