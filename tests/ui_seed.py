@@ -4,6 +4,8 @@ checkpoints, events, a caption version with a ``<script>`` caption and hex codes
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -137,3 +139,18 @@ def add_live_sample(db_url: str, seeded: Seeded, work: Path, epoch: int) -> None
                                                       metrics={"unique_colors_24": 9.0}, image_uri=full.uri,
                                                       image_24_uri=small.uri)])
         store.record_event(run_id, "epoch", epoch=epoch, loss=0.1, message=f"epoch {epoch}")
+
+
+def serve(db_url: str, cache_dir: Path, *, token: str | None = None):
+    """The UI's uvicorn server on a free loopback port, in a thread: (server, thread, base URL)."""
+    from orchestrator.ui.server import build_server, free_port
+
+    port = free_port()
+    server = build_server(db_url, host="127.0.0.1", port=port, cache_dir=cache_dir, token=token)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 15
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "the UI server did not start"
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
