@@ -118,6 +118,7 @@ def seed_ui(db_url: str, work: Path, *, running: bool = True) -> Seeded:
             stored = artifacts.put_file(checkpoint_file)
             store.add_checkpoint(run.id, uri=stored.uri, sha256=stored.sha256, size_bytes=stored.size, epoch=3)
             store.set_status(run.id, "succeeded")
+            store.update_run(run.id, finished_at=T0 + timedelta(hours=index, minutes=40 + 10 * index))
         if running:
             live = store.create_run(NewRun(name="delta-live", status="running", preset="sd15_fast", network_dim=8,
                                            created_at=T0 + timedelta(hours=5), started_at=T0 + timedelta(hours=5),

@@ -43,6 +43,8 @@ def _templates() -> Environment:
     env.filters["num"] = lambda v, digits=2: "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else v)
     env.filters["with_page"] = lambda params, page: urlencode(
         [(k, v) for k, v in params.multi_items() if k != "page"] + [("page", str(page))])
+    env.filters["bytes"] = lambda n: (f"{n / 1048576:.1f} MiB" if n >= 1048576 else
+                                      f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B")
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
     env.filters["when"] = lambda v: (v or "")[:19].replace("T", " ")
     return env

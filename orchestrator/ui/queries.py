@@ -154,9 +154,12 @@ def _cell(sample: SampleRecord | None) -> dict[str, Any] | None:
 
 
 def metric_series(scores: list[EpochScore]) -> dict[str, Any]:
+    """Per-epoch means of every metric; ``shown``: the metrics with at least one value (a chart each)."""
+    metrics = {m: [s.metrics.get(m, {}).get("mean") for s in scores] for m in METRICS}
     return {
         "epochs": [s.epoch for s in scores],
-        "metrics": {m: [s.metrics.get(m, {}).get("mean") for s in scores] for m in METRICS},
+        "metrics": metrics,
+        "shown": [m for m in METRICS if any(v is not None for v in metrics[m])],
         "blank_epochs": [s.epoch for s in scores if s.blank_count],
     }
 
@@ -235,6 +238,7 @@ def compare_view(store: TrackingStore, refs: list[str]) -> dict[str, Any]:
     differ = differing_columns(values)
     return {
         "runs": per_run, "prompts": layout["columns"], "epochs": epochs,
+        "shown_metrics": [m for m in METRICS if any(m in run["series"]["shown"] for run in per_run)],
         "differences": [{"key": key, "values": [v.get(key) for v in values]} for key in differ],
     }
 

@@ -10,6 +10,9 @@ function chart(element, x, series, options) {
   const opts = {
     width: 360, height: 200,
     scales: { x: { time: false } },
+    legend: { live: false },
+    // epochs are whole numbers: no 1.5 ticks
+    axes: [{ incrs: options.xLabel === "step" ? undefined : [1, 2, 5, 10, 20, 50, 100] }, {}],
     series: [{ label: options.xLabel || "epoch" }, ...series.map((s) => ({
       label: s.label, stroke: s.colour, width: 2, dash: s.dash, points: { show: s.points !== false, size: 5 },
     }))],
