@@ -149,3 +149,23 @@ def test_missing_image_shows_a_placeholder(served, page):
     response = page.request.get(f"{served.url}/image/sample/1/24")
     assert response.status == 200 and response.headers["content-type"].startswith("image/svg")
     assert "no such artifact" in response.headers["x-placeholder-reason"]
+
+
+def test_dataset_page_shows_training_images_captions_and_lint(served, page, tmp_path):
+    from orchestrator.artifacts.registry import open_store
+    from orchestrator.datasets.example import write_example_dataset
+    from orchestrator.datasets.snapshot import take_snapshot
+    from orchestrator.tracking.store import TrackingStore
+
+    folder = tmp_path / "example"
+    write_example_dataset(folder, count=4, captions="hex")
+    with TrackingStore(served.db_url) as store:
+        result = take_snapshot(folder, tracking=store, artifacts=open_store(served.seeded.store_dir.as_uri()))
+    page.goto(f"{served.url}/dataset/{result.snapshot.id}")
+    assert "not fetched yet" in page.locator("main").inner_text()
+    page.click("text=fetch the archive and lint it")
+    page.wait_for_url("**lint=1")
+    assert _all_images_loaded(page, "img.training") and page.locator("img.training").count() == 4
+    assert page.locator("td.caption .swatch").count() >= 4  # hex colour codes as swatches
+    assert "Lint findings" in page.locator("main").inner_text()
+    assert page.locator("text=fetch the archive").count() == 0

@@ -21,12 +21,14 @@ from orchestrator.tracking.models import (
     METRICS,
     CaptionVersion,
     Checkpoint,
+    DatasetSnapshot,
     Evaluation,
     EvaluationSample,
     Prompt,
     Run,
     RunEpochScore,
     RunEvent,
+    SnapshotImage,
     SnapshotReferenceScore,
     TrainingStep,
 )
@@ -235,6 +237,19 @@ class PageRepository(RunRepository):
             if row is None:
                 raise NotFoundError(f"no run event {event_id}", "open the run's page for its contact sheets")
             return (row.data or {}).get("sheet_uri")
+
+    def snapshot_image_path(self, snapshot_id: str, image_sha256: str) -> tuple[str, str | None]:
+        """(path inside the snapshot, the snapshot's archive URI) of one of its images, by content hash."""
+        with self._session() as session:
+            row = session.execute(
+                sa.select(SnapshotImage.path, DatasetSnapshot.archive_uri)
+                .join(DatasetSnapshot, DatasetSnapshot.id == SnapshotImage.snapshot_id)
+                .where(SnapshotImage.snapshot_id == snapshot_id, SnapshotImage.sha256 == image_sha256)
+                .order_by(SnapshotImage.path).limit(1)).first()
+        if row is None:
+            raise NotFoundError(f"snapshot {snapshot_id[:12]} has no image {image_sha256[:12]}",
+                                "open the snapshot's page for its images")
+        return row[0], row[1]
 
     def checkpoint_uri(self, checkpoint_id: int) -> CheckpointRecord:
         with self._session() as session:

@@ -139,6 +139,19 @@ class ReviewApp:
             return _placeholder(reason_of(error))
         return self.artifact(uri, request)
 
+    def snapshot_image(self, request: Request) -> Response:
+        snapshot_id, sha256 = request.path_params["snapshot_id"], request.path_params["sha256"]
+        try:
+            path, archive_uri = self.store.snapshot_image_path(snapshot_id, sha256)
+            folder = self.cache.snapshot_dir(snapshot_id, archive_uri)
+        except Exception as error:  # any store or archive failure: a placeholder that says why
+            return _placeholder(reason_of(error))
+        etag = f'"{sha256}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+        # path comes from the database and was checked safe when the archive was extracted
+        return FileResponse(folder / path, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+
     def checkpoint(self, request: Request) -> Response:
         try:
             record = self.store.checkpoint_uri(request.path_params["checkpoint_id"])
@@ -169,9 +182,12 @@ class ReviewApp:
             ("/timeline", "timeline.html", lambda r: q.timeline_view(self.store)),
             ("/effectiveness", "effectiveness.html", lambda r: q.effectiveness_view(self.store)),
             ("/datasets", "datasets.html", lambda r: q.datasets_view(self.store)),
+            ("/dataset/{ref}", "dataset.html", lambda r: q.dataset_view(
+                self.store, self.cache, r.path_params["ref"], lint=r.query_params.get("lint") == "1",
+                highlight=_words(r.query_params.get("highlight")))),
             ("/captions/{ref}", "captions.html", lambda r: q.caption_version_view(
                 self.store, r.path_params["ref"], against=r.query_params.get("against") or None,
-                highlight={w for w in (r.query_params.get("highlight") or "").split(",") if w.strip()})),
+                highlight=_words(r.query_params.get("highlight")))),
         ]
         routes: list[Any] = []
         for path, template, build in pages:
@@ -183,10 +199,15 @@ class ReviewApp:
             Route("/run/{ref}/live", self.run_live),
             Route("/image/sample/{sample_id:int}/{size}", self.sample_image),
             Route("/image/sheet/{event_id:int}", self.sheet_image),
+            Route("/image/snapshot/{snapshot_id}/{sha256}", self.snapshot_image),
             Route("/checkpoint/{checkpoint_id:int}", self.checkpoint),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         return routes
+
+
+def _words(text: str | None) -> set[str]:
+    return {w.strip() for w in (text or "").split(",") if w.strip()}
 
 
 def wants_json(request: Request) -> bool:

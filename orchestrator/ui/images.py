@@ -8,12 +8,15 @@ placeholder image that says why, never an error page.
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from html import escape
 from pathlib import Path
 
-from orchestrator.artifacts.base import ArtifactStore, sha256_from_uri, store_uri_of
+from orchestrator.artifacts.base import ArtifactError, ArtifactStore, sha256_from_uri, store_uri_of
 from orchestrator.artifacts.registry import open_store
+from orchestrator.datasets.archive import extract_archive
 from orchestrator.errors import OrchestratorError
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -34,6 +37,30 @@ class ArtifactCache:
         if not path.is_file():
             self._store(store_uri_of(uri)).get_file(uri, path)
         return path
+
+    def snapshot_dir(self, snapshot_id: str, archive_uri: str | None, *, fetch: bool = True) -> Path | None:
+        """The snapshot's files, extracted (every file verified against its manifest) once from its archive; None
+        when not extracted yet and ``fetch`` is off."""
+        target = self.directory / "snapshots" / snapshot_id
+        if target.is_dir():
+            return target
+        if not fetch:
+            return None
+        if not archive_uri:
+            raise ArtifactError(f"snapshot {snapshot_id[:12]} has no archive recorded", None)
+        archive = self.path_of(archive_uri)
+        with self._lock:
+            if target.is_dir():
+                return target
+            partial = target.with_name(f".{snapshot_id}.partial-{os.getpid()}-{threading.get_ident()}")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            try:
+                extract_archive(archive, partial, snapshot_id)
+                os.replace(partial, target)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
+        return target
 
     def _store(self, store_uri: str) -> ArtifactStore:
         with self._lock:

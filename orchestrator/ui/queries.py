@@ -306,3 +306,35 @@ def caption_version_view(store: TrackingStore, ref: str, *, against: str | None 
              "changed": against is not None and other.get(e.image_sha256) != e.caption} for e in entries]
     rows.sort(key=lambda r: r["path"] or r["image_sha256"])
     return {"version": version.to_dict(), "against": against, "entries": rows}
+
+
+def dataset_view(store: TrackingStore, cache: Any, ref: str, *, lint: bool = False,
+                 highlight: set[str] | None = None) -> dict[str, Any]:
+    """A snapshot's training images with their captions; lint findings grouped by rule once its files are here
+    (``lint``: fetch and extract the archive for them)."""
+    from orchestrator.datasets.lint import lint_dataset  # here: only this page lints
+
+    snapshot = store.get_snapshot(ref)
+    images = store.snapshot_images(snapshot.id)
+    captions = ({e.image_sha256: e for e in store.caption_entries(snapshot.caption_version_id)}
+                if snapshot.caption_version_id else {})
+    words = highlight or set()
+    rows = []
+    for image in images:
+        entry = captions.get(image.sha256)
+        rows.append({"path": image.path, "subset": image.subset, "sha256": image.sha256, "width": image.width,
+                     "height": image.height, "caption": entry.caption if entry else None,
+                     "parts": caption_parts(entry.caption, words) if entry else [],
+                     "tokens": entry.tokens if entry else None})
+    findings: dict[str, list[dict[str, Any]]] | None = None
+    lint_error = None
+    try:
+        folder = cache.snapshot_dir(snapshot.id, snapshot.archive_uri, fetch=lint)
+    except Exception as error:  # noqa: BLE001 - the page says why the files are not here
+        folder, lint_error = None, getattr(error, "message", str(error))
+    if folder is not None:
+        report = lint_dataset(folder)
+        findings = {}
+        for finding in report.findings:
+            findings.setdefault(finding.code, []).append(finding.to_dict())
+    return {"snapshot": snapshot.to_dict(), "images": rows, "findings": findings, "lint_error": lint_error}
