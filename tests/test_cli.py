@@ -100,7 +100,7 @@ def test_db_commands(empty_db_url):
     current = json.loads(run("db", "current", "--json", database=empty_db_url).output)
     assert current["current"] is None and current["up_to_date"] is False
     upgraded = run("db", "upgrade", database=empty_db_url)
-    assert upgraded.exit_code == 0 and "empty -> 0005" in upgraded.output
+    assert upgraded.exit_code == 0 and "empty -> 0006" in upgraded.output
     assert "already at" in run("db", "upgrade", database=empty_db_url).output
     assert json.loads(run("db", "current", "--json", database=empty_db_url).output)["up_to_date"] is True
     down = run("db", "downgrade", "base", database=empty_db_url)

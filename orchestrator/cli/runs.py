@@ -1,4 +1,5 @@
-"""``orchestrator runs``: list, show, follow, cancel, requeue and verify runs — thin over the tracking store."""
+"""``orchestrator runs``: list, show, follow, cancel, requeue and verify runs, and record verdicts (rate, note, tag) —
+thin over the tracking store."""
 
 from __future__ import annotations
 
@@ -61,12 +62,14 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
         reference = store.snapshot_reference(run.dataset_snapshot_id) if run.dataset_snapshot_id else None
         checkpoints = store.checkpoints(run.id)
         events = store.events(run.id)
+        verdicts = store.verdicts(run.id)
     if as_json:
         data = run.to_dict()
         data["epoch_scores"] = [s.to_dict() for s in scores]
         data["training_reference"] = reference.to_dict() if reference else None
         data["checkpoints"] = [c.to_dict() for c in checkpoints]
         data["events"] = [e.to_dict() for e in events]
+        data["verdicts"] = verdicts.to_dict()
         echo_json(data)
         return
     fields_ = run.to_dict()
@@ -97,6 +100,90 @@ def runs_show(state: State, run_ref: str, as_json: bool) -> None:
         echo_table(["at", "kind", "epoch", "step", "loss", "message"],
                    [[e.at.isoformat(timespec="seconds"), e.kind, e.epoch, e.step, e.loss, e.message]
                     for e in events[-20:]], title=f"events (last {min(20, len(events))} of {len(events)})")
+    _echo_verdicts(verdicts)
+
+
+def _echo_verdicts(verdicts) -> None:
+    """The verdicts block of `runs show`: the rating the views use and where it came from, tags, epoch marks, notes."""
+    rows: list[list[object]] = []
+    if verdicts.rating_source == "entered":
+        latest = verdicts.ratings[-1]
+        rows.append(["rating", f"{latest.score} (entered by {latest.author} at {_when(latest.created_at)})"])
+    if verdicts.imported_rating is not None:
+        used = "used: no rating entered" if verdicts.rating_source == "imported" else "not used: an entered rating wins"
+        rows.append(["imported rating", f"{verdicts.imported_rating} ({used})"])
+    if verdicts.tags:
+        rows.append(["tags entered here", ", ".join(t.tag for t in verdicts.tags)])
+    for mark in verdicts.epoch_marks:
+        rows.append([f"epoch {mark.epoch}", f"{mark.mark} (by {mark.author} at {_when(mark.marked_at)})"])
+    if rows:
+        echo_table(["verdict", "value"], rows, title="verdicts")
+    if verdicts.notes:
+        echo_table(["at", "author", "note"], [[_when(n.created_at), n.author, n.text] for n in verdicts.notes],
+                   title=f"notes ({len(verdicts.notes)})")
+
+
+def _when(moment) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+author_option = click.option("--author", help="Who is entering this (default: your user name).")
+
+
+@runs.command("rate")
+@click.argument("run_ref", metavar="RUN_ID")
+@click.argument("value", metavar="SCORE|MARK")
+@click.option("--epoch", type=int, help="Mark this epoch keeper or reject instead of rating the run.")
+@author_option
+@json_option
+@pass_state
+def runs_rate(state: State, run_ref: str, value: str, epoch: int | None, author: str | None, as_json: bool) -> None:
+    """Rate a run 1-5 (the latest rating counts; an imported one is kept apart), or with --epoch N mark one of its
+    epochs keeper or reject."""
+    with state.store() as store:
+        if epoch is None:
+            record = store.rate_run(run_ref, value, author=author)
+            line = f"{record.run_id}: rated {record.score} by {record.author}"
+        else:
+            record = store.mark_epoch(run_ref, epoch, value, author=author)
+            line = f"{record.run_id}: epoch {record.epoch} marked {record.mark} by {record.author}"
+    if as_json:
+        echo_json(record.to_dict())
+    else:
+        click.echo(line)
+
+
+@runs.command("note")
+@click.argument("run_ref", metavar="RUN_ID")
+@click.argument("text")
+@author_option
+@json_option
+@pass_state
+def runs_note(state: State, run_ref: str, text: str, author: str | None, as_json: bool) -> None:
+    """Add a timestamped note to a run."""
+    with state.store() as store:
+        note = store.add_note(run_ref, text, author=author)
+    if as_json:
+        echo_json(note.to_dict())
+    else:
+        click.echo(f"{note.run_id}: note {note.id} added by {note.author}")
+
+
+@runs.command("tag")
+@click.argument("run_ref", metavar="RUN_ID")
+@click.argument("action", type=click.Choice(["add", "remove"]))
+@click.argument("tag")
+@author_option
+@json_option
+@pass_state
+def runs_tag(state: State, run_ref: str, action: str, tag: str, author: str | None, as_json: bool) -> None:
+    """Add or remove a tag of a run (`runs list --tag` finds these and the spec's tags; only these can be removed)."""
+    with state.store() as store:
+        tagged = store.tag_run(run_ref, action, tag, author=author)
+    if as_json:
+        echo_json(tagged.to_dict())
+    else:
+        click.echo(f"{tagged.run_id}: tags entered here: {', '.join(tagged.tags) or '(none)'}")
 
 
 @runs.command("verify-repro")

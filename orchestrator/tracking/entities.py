@@ -271,3 +271,67 @@ class RecordedSnapshot(Record):
     snapshot_created: bool
     caption_version_created: bool
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RatingRecord(Record):
+    """A rating entered here (1-5)."""
+
+    id: int
+    run_id: str
+    score: int
+    author: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EpochMarkRecord(Record):
+    run_id: str
+    epoch: int
+    mark: str  # "keeper" | "reject"
+    author: str
+    marked_at: datetime
+
+
+@dataclass(frozen=True)
+class NoteRecord(Record):
+    id: int
+    run_id: str
+    author: str
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TagRecord(Record):
+    run_id: str
+    tag: str
+    author: str
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class RunTags(Record):
+    """The tags entered here for one run, after a change."""
+
+    run_id: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verdicts(Record):
+    """Everything people decided about one run.
+
+    ``rating`` is the one the views use: the latest rating entered here, else the one imported from the users'
+    history (``imported_rating``, their 0-10 scale); ``rating_source`` says which ("entered", "imported" or None).
+    ``tags`` are the tags entered here; the run's own ``tags`` (spec, launch) are on its :class:`RunRecord`.
+    """
+
+    run_id: str
+    rating: int | None
+    rating_source: str | None
+    imported_rating: int | None
+    ratings: tuple[RatingRecord, ...] = ()  # entered here, oldest first
+    epoch_marks: tuple[EpochMarkRecord, ...] = ()  # by epoch
+    notes: tuple[NoteRecord, ...] = ()  # oldest first
+    tags: tuple[TagRecord, ...] = ()  # by tag

@@ -362,3 +362,66 @@ class TrainingStep(Base):
     average_loss: Mapped[float | None] = mapped_column(Float)
     learning_rate: Mapped[float | None] = mapped_column(Float)
     wall_time: Mapped[float | None] = mapped_column(Float)
+
+
+# Verdicts: what a person decides about a run after looking at it (issue 14). Entered through `runs rate/note/tag`
+# or the web UI; runs.rating stays the rating imported from the users' history (0-10), never overwritten here.
+RATING_MIN, RATING_MAX = 1, 5
+EPOCH_MARKS = ("keeper", "reject")
+AUTHOR_MAX = 200
+TAG_MAX = 64
+
+
+class RunRating(Base):
+    """A rating entered here (1-5). Every entry is kept; the latest one (highest id) is the run's rating."""
+
+    __tablename__ = "run_ratings"
+    __table_args__ = (CheckConstraint("score >= 1 AND score <= 5", name="score"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    score: Mapped[int] = mapped_column(Integer)
+    author: Mapped[str] = mapped_column(String(AUTHOR_MAX))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+Index("ix_run_ratings_run_id_id", RunRating.run_id, RunRating.id)
+
+
+class RunEpochMark(Base):
+    """One epoch of a run marked keeper or reject; marking it again replaces the mark."""
+
+    __tablename__ = "run_epoch_marks"
+    __table_args__ = (CheckConstraint("mark IN ('keeper','reject')", name="mark"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mark: Mapped[str] = mapped_column(String(10))
+    author: Mapped[str] = mapped_column(String(AUTHOR_MAX))
+    marked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RunNote(Base):
+    """A timestamped note on a run by an author (runs.notes stays the note imported from history)."""
+
+    __tablename__ = "run_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(AUTHOR_MAX))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+Index("ix_run_notes_run_id_id", RunNote.run_id, RunNote.id)
+
+
+class RunTag(Base):
+    """A tag added to a run here (runs.tags holds the spec's and launch's tags; both count for `runs list --tag`)."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(TAG_MAX), primary_key=True, index=True)
+    author: Mapped[str] = mapped_column(String(AUTHOR_MAX))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from orchestrator.errors import AmbiguousIdError, InputError, NotFoundError
 from orchestrator.tracking import db
 from orchestrator.tracking.entities import EventRecord, NewRun, RunRecord
-from orchestrator.tracking.models import RUN_STATUSES, Run, RunEvent
+from orchestrator.tracking.models import RUN_STATUSES, Run, RunEvent, RunTag
 from orchestrator.tracking.session import SessionScope, aware, like_prefix, utcnow
 
 # Which statuses a run may move to from each status. Enforced atomically with UPDATE … WHERE status IN (…), so two
@@ -43,6 +43,26 @@ _LONGEST_SUFFIX = 12  # "-" and up to 11 digits
 
 def new_run_id() -> str:
     return secrets.token_hex(6)
+
+
+def find_run(session: Session, ref: str) -> Run:
+    """The run row ``ref`` names (id, unique id prefix of 4+ characters, or unique name) in ``session``."""
+    row = session.get(Run, ref)
+    if row is not None:
+        return row
+    candidates: Sequence[Run] = ()
+    if len(ref) >= 4:
+        candidates = session.scalars(
+            sa.select(Run).where(Run.id.like(like_prefix(ref), escape="\\")).limit(5)
+        ).all()
+    if not candidates:
+        candidates = session.scalars(sa.select(Run).where(Run.name == ref).limit(5)).all()
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise NotFoundError(f"no run {ref!r}", "list runs with `orchestrator runs list`")
+    ids = ", ".join(c.id for c in candidates)
+    raise AmbiguousIdError(f"{ref!r} matches several runs ({ids})", "give more characters of the run id")
 
 
 class RunRepository(SessionScope):
@@ -95,22 +115,7 @@ class RunRepository(SessionScope):
             return _run_record(self._find_run(session, ref))
 
     def _find_run(self, session: Session, ref: str) -> Run:
-        row = session.get(Run, ref)
-        if row is not None:
-            return row
-        candidates: Sequence[Run] = ()
-        if len(ref) >= 4:
-            candidates = session.scalars(
-                sa.select(Run).where(Run.id.like(like_prefix(ref), escape="\\")).limit(5)
-            ).all()
-        if not candidates:
-            candidates = session.scalars(sa.select(Run).where(Run.name == ref).limit(5)).all()
-        if len(candidates) == 1:
-            return candidates[0]
-        if not candidates:
-            raise NotFoundError(f"no run {ref!r}", "list runs with `orchestrator runs list`")
-        ids = ", ".join(c.id for c in candidates)
-        raise AmbiguousIdError(f"{ref!r} matches several runs ({ids})", "give more characters of the run id")
+        return find_run(session, ref)
 
     def list_runs(
         self, *, status: str | None = None, limit: int | None = None, tag: str | None = None
@@ -120,7 +125,9 @@ class RunRepository(SessionScope):
             if status:
                 query = query.where(Run.status == status)
             rows = session.scalars(query).all()
-            records = [_run_record(r) for r in rows if tag is None or tag in (r.tags or [])]
+            # A tag counts whether the spec/launch gave it (runs.tags) or a person added it (run_tags).
+            tagged = set(session.scalars(sa.select(RunTag.run_id).where(RunTag.tag == tag))) if tag else set()
+            records = [_run_record(r) for r in rows if tag is None or tag in (r.tags or []) or r.id in tagged]
             return records[:limit] if limit else records
 
     def set_status(

@@ -8,12 +8,12 @@
 - :mod:`~orchestrator.tracking.datasets`: dataset snapshots and caption versions;
 - :mod:`~orchestrator.tracking.evaluations`: prompt suites, evaluation samples, epoch scores and best epochs,
   snapshots' reference scores;
+- :mod:`~orchestrator.tracking.verdicts`: what people decide about runs (ratings, epoch marks, notes, tags);
 - :mod:`~orchestrator.tracking.views`: the read side of the SQL views;
 - :mod:`~orchestrator.tracking.pages`: the review UI's page reads (a bounded number of queries per page).
 
-Verdicts and sweeps, when they come, follow the same pattern: a ``VerdictRepository`` in ``tracking/verdicts.py`` and
-a ``SweepRepository`` in ``tracking/sweeps.py``, their records in ``tracking/entities.py``, each added to the bases
-below.
+Sweeps, when they come, follow the same pattern: a ``SweepRepository`` in ``tracking/sweeps.py``, its records in
+``tracking/entities.py``, added to the bases below.
 
 Every public method is one unit of work in one transaction; ORM rows are turned into frozen records
 (:mod:`~orchestrator.tracking.entities`) before they leave. Database errors become
@@ -31,11 +31,12 @@ from orchestrator.tracking.datasets import DatasetRepository
 from orchestrator.tracking.evaluations import EvaluationRepository
 from orchestrator.tracking.pages import PageRepository
 from orchestrator.tracking.runs import RunRepository
+from orchestrator.tracking.verdicts import VerdictRepository
 from orchestrator.tracking.views import ViewRepository
 
 
 class TrackingStore(PageRepository, RunRepository, CheckpointRepository, DatasetRepository, EvaluationRepository,
-                    ViewRepository):
+                    VerdictRepository, ViewRepository):
     """The tracking database behind one URL (SQLite file or PostgreSQL)."""
 
     def __init__(self, url: str | None = None, *, check_schema: bool = True) -> None:

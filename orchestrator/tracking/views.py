@@ -42,6 +42,7 @@ VIEW_COLUMNS: dict[str, tuple[str, ...]] = {
         "best_score",
         "reference_unique_colors",
         "rating",
+        "rating_source",
         "duration_s",
         "created_at",
     ),
