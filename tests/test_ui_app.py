@@ -136,3 +136,35 @@ def test_non_loopback_needs_a_token(monkeypatch):
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
     check_bind("0.0.0.0", "a-token")  # with a token it may
     check_bind("127.0.0.1", None)
+
+
+def _csrf(url: str, run_id: str) -> str:
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', httpx.get(f"{url}/run/{run_id}").text).group(1)
+
+
+def test_writes_are_posts_with_a_csrf_token(app_url, db_url):
+    url, seeded = app_url
+    run_id = seeded.runs["gamma-dim32"]
+    token = _csrf(url, run_id)
+    assert httpx.get(f"{url}/run/{run_id}/rate?score=3").status_code == 405  # no GET changes anything
+    assert httpx.post(f"{url}/run/{run_id}/rate", data={"score": "3"}).status_code == 403
+    assert httpx.post(f"{url}/run/{run_id}/rate", data={"score": "3", "csrf_token": "forged"}).status_code == 403
+    refused = httpx.post(f"{url}/run/{run_id}/rate", data={"score": "7", "csrf_token": token},
+                         headers={"HX-Request": "true"})
+    assert refused.status_code == 400 and "rating 7 is out of range" in refused.text
+    unknown = httpx.post(f"{url}/run/no-such-run/rate", data={"score": "3", "csrf_token": token})
+    assert unknown.status_code == 404 and "no run" in unknown.text
+    with TrackingStore(db_url) as store:
+        assert store.verdicts(run_id).ratings == ()  # nothing of the above was written
+    done = httpx.post(f"{url}/run/{run_id}/rate", data={"score": "5", "csrf_token": token})
+    assert done.status_code == 303 and done.headers["location"] == f"/run/{run_id}#verdicts"  # without htmx
+    as_json = httpx.post(f"{url}/run/{run_id}/note?format=json", data={"text": "fine", "author": "ann"},
+                         headers={"X-CSRF-Token": token})
+    assert as_json.status_code == 200 and as_json.json()["verdicts"]["notes"][0]["author"] == "ann"
+    with TrackingStore(db_url) as store:
+        verdicts = store.verdicts(run_id)
+    assert [r.score for r in verdicts.ratings] == [5] and verdicts.rating == 5
+    listing = httpx.get(f"{url}/runs.json?sort=rating").json()["runs"]
+    assert listing[0]["name"] == "gamma-dim32" and listing[0]["rating"] == 5

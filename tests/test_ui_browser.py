@@ -169,3 +169,65 @@ def test_dataset_page_shows_training_images_captions_and_lint(served, page, tmp_
     assert page.locator("td.caption .swatch").count() >= 4  # hex colour codes as swatches
     assert "Lint findings" in page.locator("main").inner_text()
     assert page.locator("text=fetch the archive").count() == 0
+
+
+def test_rating_in_the_page_changes_the_database_and_the_effectiveness_view(served, page):
+    from orchestrator.tracking.store import TrackingStore
+
+    run_id = served.seeded.runs["alpha-dim8"]
+    page.goto(f"{served.url}/effectiveness")
+    row = page.locator("#caption_version_effectiveness tbody tr", has_text="v-script")
+    assert row.locator("td").nth(5).inner_text() == ""  # no rating yet
+    page.goto(served.run_url("alpha-dim8"))
+    page.select_option("select[name=score]", "4")
+    page.click("#verdicts button:text-is('Rate')")
+    page.wait_for_function("() => document.querySelector('.verdict-rating').textContent === '4'")
+    assert "rated 4" in page.locator("#verdicts .message").inner_text()
+    with TrackingStore(served.db_url) as store:
+        verdicts = store.verdicts(run_id)
+    assert (verdicts.rating, verdicts.rating_source, len(verdicts.ratings)) == (4, "entered", 1)
+    page.goto(f"{served.url}/effectiveness")
+    row = page.locator("#caption_version_effectiveness tbody tr", has_text="v-script")
+    assert row.locator("td").nth(5).inner_text() == "4.00"
+    page.goto(f"{served.url}/runs?rating=4")
+    assert _names(page) == ["alpha-dim8"]
+
+
+def test_verdict_forms_refuse_bad_input_and_write_nothing(served, page):
+    from orchestrator.tracking.store import TrackingStore
+
+    run_id = served.seeded.runs["beta-dim16"]
+    page.goto(served.run_url("beta-dim16"))
+    page.fill("input[name=epoch]", "99")
+    page.click("#verdicts button:text-is('Mark')")
+    page.wait_for_selector("#verdicts .message.bad")
+    assert "has no epoch 99" in page.locator("#verdicts .message").inner_text()
+    page.click("button[name=action][value=add]")  # an empty tag
+    page.wait_for_function("() => document.querySelector('#verdicts .message').textContent.includes('tag')")
+    assert "a tag cannot be empty" in page.locator("#verdicts .message").inner_text()
+    with TrackingStore(served.db_url) as store:
+        verdicts = store.verdicts(run_id)
+    assert verdicts.epoch_marks == () and verdicts.tags == ()
+    # and good input goes through, untrusted text staying text
+    page.fill("input[name=epoch]", "2")
+    page.select_option("select[name=mark]", "keeper")
+    page.click("#verdicts button:text-is('Mark')")
+    page.wait_for_selector("text=epoch 2: keeper")
+    page.fill("textarea[name=text]", "<script>window.__pwned = 2</script> too dark")
+    page.fill("input[name=author]", "reviewer")
+    page.click("#verdicts button:text-is('Add note')")
+    page.wait_for_selector(".note-text")
+    assert page.locator(".note-text").inner_text() == "<script>window.__pwned = 2</script> too dark"
+    assert page.evaluate("() => window.__pwned") is None
+    page.fill("input[name=tag]", "keeper-run")
+    page.click("button[name=action][value=add]")
+    page.wait_for_selector("#verdicts .tag")
+    with TrackingStore(served.db_url) as store:
+        verdicts = store.verdicts(run_id)
+    assert [(m.epoch, m.mark) for m in verdicts.epoch_marks] == [(2, "keeper")]
+    assert [(n.author, n.text) for n in verdicts.notes] == [("reviewer", "<script>window.__pwned = 2</script> too dark")]
+    assert [t.tag for t in verdicts.tags] == ["keeper-run"]
+    page.reload()
+    assert page.locator("table.gallery tr").nth(2).locator(".mark.keeper").count() == 1  # epoch 2's row
+    page.goto(f"{served.url}/runs?tag=keeper-run")
+    assert _names(page) == ["beta-dim16"]

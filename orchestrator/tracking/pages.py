@@ -28,6 +28,8 @@ from orchestrator.tracking.models import (
     Run,
     RunEpochScore,
     RunEvent,
+    RunRating,
+    RunTag,
     SnapshotImage,
     SnapshotReferenceScore,
     TrainingStep,
@@ -61,6 +63,8 @@ class RunsPage(Record):
     runs: list[RunRecord]
     total: int
     caption_labels: dict[str, str | None]  # caption version id -> label, for the listed runs
+    ratings: dict[str, int | None] = field(default_factory=dict)  # run id -> latest entered, else imported
+    entered_tags: dict[str, list[str]] = field(default_factory=dict)  # run id -> tags people added (run_tags)
 
 
 @dataclass(frozen=True)
@@ -111,18 +115,28 @@ class PageRepository(RunRepository):
         with self._session() as session:
             where = self._run_conditions(session, filters)
             total = session.scalar(sa.select(sa.func.count()).select_from(Run).where(*where))
+            rating = _rating_expression().label("effective_rating")
             order = {
                 "created": (Run.created_at.desc(), Run.id),
                 "best": (Run.best_score.is_(None), Run.best_score, Run.id),
-                "rating": (Run.rating.is_(None), Run.rating.desc(), Run.created_at.desc(), Run.id),
+                "rating": (rating.is_(None), rating.desc(), Run.created_at.desc(), Run.id),
                 "name": (Run.name, Run.id),
             }[sort]
-            rows = session.scalars(sa.select(Run).where(*where).order_by(*order).offset(max(0, offset)).limit(limit))
-            runs = [_run_record(r) for r in rows]
+            rows = session.execute(sa.select(Run, rating).where(*where).order_by(*order)
+                                   .offset(max(0, offset)).limit(limit)).all()
+            runs = [_run_record(r) for r, _ in rows]
+            ratings = {r.id: value for r, value in rows}
             ids = {r.caption_version_id for r in runs if r.caption_version_id}
             labels = dict(session.execute(sa.select(CaptionVersion.id, CaptionVersion.label)
                                           .where(CaptionVersion.id.in_(ids))).all()) if ids else {}
-        return RunsPage(runs=runs, total=int(total or 0), caption_labels=labels)
+            entered: dict[str, list[str]] = {}
+            if runs:
+                for run_id, tag in session.execute(sa.select(RunTag.run_id, RunTag.tag)
+                                                   .where(RunTag.run_id.in_(list(ratings)))
+                                                   .order_by(RunTag.run_id, RunTag.tag)):
+                    entered.setdefault(run_id, []).append(tag)
+        return RunsPage(runs=runs, total=int(total or 0), caption_labels=labels, ratings=ratings,
+                        entered_tags=entered)
 
     def _run_conditions(self, session: Session, f: RunFilter) -> list[Any]:
         where: list[Any] = []
@@ -135,7 +149,7 @@ class PageRepository(RunRepository):
         if f.network_dim is not None:
             where.append(Run.network_dim == f.network_dim)
         if f.min_rating is not None:
-            where.append(Run.rating >= f.min_rating)
+            where.append(_rating_expression() >= f.min_rating)
         if f.created_from is not None:
             where.append(Run.created_at >= f.created_from)
         if f.created_to is not None:
@@ -149,8 +163,9 @@ class PageRepository(RunRepository):
             where.append(Run.caption_version_id.in_(
                 sa.select(CaptionVersion.id).where(sa.or_(CaptionVersion.id == ref, CaptionVersion.label == ref,
                                                           CaptionVersion.id.like(like_prefix(ref), escape="\\")))))
-        if f.tag:
-            where.append(_has_tag(session, f.tag))
+        if f.tag:  # given by the spec/launch (runs.tags) or added by a person (run_tags)
+            where.append(sa.or_(_has_tag(session, f.tag),
+                                Run.id.in_(sa.select(RunTag.run_id).where(RunTag.tag == f.tag))))
         return where
 
     def run_page(self, ref: str) -> RunPage:
@@ -278,6 +293,13 @@ class PageRepository(RunRepository):
                 "network_dim": distinct(Run.network_dim),
                 "caption_version": [label for label in distinct(CaptionVersion.label)],
             }
+
+
+def _rating_expression() -> Any:
+    """A run's rating as the views have it: the latest entered (run_ratings), else the imported runs.rating."""
+    latest = (sa.select(RunRating.score).where(RunRating.run_id == Run.id).order_by(RunRating.id.desc()).limit(1)
+              .correlate(Run).scalar_subquery())
+    return sa.func.coalesce(latest, Run.rating)
 
 
 def _has_tag(session: Session, tag: str) -> Any:

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -172,6 +173,39 @@ class ReviewApp:
             return self.failure(request, error)
         return self.render(request, "run_live.html", data)
 
+    # ---- verdicts (the only writes) -----------------------------------------------------------------------------
+
+    def csrf_ok(self, request: Request, form: Any) -> bool:
+        given = form.get("csrf_token") or request.headers.get(CSRF_HEADER) or ""
+        return hmac.compare_digest(str(given).encode(), self.csrf.encode())
+
+    async def verdict(self, request: Request) -> Response:
+        """POST /run/REF/rate|mark|note|tag: one library call; bad input writes nothing and says why."""
+        form = await request.form()
+        if not self.csrf_ok(request, form):
+            return Response("missing or wrong CSRF token: reload the page and try again\n", status_code=403,
+                            media_type="text/plain")
+        ref, kind = request.path_params["ref"], request.path_params["kind"]
+        fields = {key: str(form.get(key) or "") for key in ("score", "epoch", "mark", "text", "tag", "action",
+                                                            "author")}
+        try:
+            message = await run_in_threadpool(queries.record_verdict, self.store, ref, kind, fields)
+            bad = False
+        except NotFoundError as error:
+            return self.failure(request, error)
+        except OrchestratorError as error:
+            message, bad = error.one_line(), True
+        if not request.headers.get("hx-request") and not wants_json(request):
+            if bad:
+                return self.render(request, "error.html", {"error": message, "hint": None}, status=400)
+            return RedirectResponse(f"/run/{ref}#verdicts", status_code=303)
+        try:
+            data = await run_in_threadpool(queries.verdicts_view, self.store, ref)
+        except OrchestratorError as error:
+            return self.failure(request, error)
+        data.update(message=message, message_bad=bad)
+        return self.render(request, "verdicts.html", data, status=400 if bad else 200)
+
     def routes(self) -> list[Any]:
         q = queries
         pages = [
@@ -197,6 +231,7 @@ class ReviewApp:
             routes.append(Route(path, endpoint))
         routes += [
             Route("/run/{ref}/live", self.run_live),
+            Route("/run/{ref}/{kind:str}", self.verdict, methods=["POST"]),
             Route("/image/sample/{sample_id:int}/{size}", self.sample_image),
             Route("/image/sheet/{event_id:int}", self.sheet_image),
             Route("/image/snapshot/{snapshot_id}/{sha256}", self.snapshot_image),

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, NotFoundError
 from orchestrator.tracking.entities import EpochScore, RunRecord
 from orchestrator.tracking.models import METRICS, RUN_STATUSES
 from orchestrator.tracking.pages import RUN_SORTS, RunFilter, SampleRecord
@@ -105,8 +105,10 @@ def runs_view(store: TrackingStore, params: Mapping[str, str]) -> dict[str, Any]
     for run, value in zip(page_data.runs, values):
         rows.append({
             "id": run.id, "name": run.name, "status": run.status, "created_at": run.created_at.isoformat(),
-            "best_epoch": run.best_epoch, "best_score": run.best_score, "rating": run.rating,
-            "tags": list(run.tags), "params": {c: value.get(c) for c in columns},
+            "best_epoch": run.best_epoch, "best_score": run.best_score,
+            "rating": page_data.ratings.get(run.id, run.rating),
+            "tags": list(dict.fromkeys([*run.tags, *page_data.entered_tags.get(run.id, [])])),
+            "params": {c: value.get(c) for c in columns},
         })
     return {
         "runs": rows, "columns": columns, "total": page_data.total, "page": page,
@@ -201,9 +203,42 @@ def run_view(store: TrackingStore, ref: str) -> dict[str, Any]:
         "loss": loss,
         "loss_x": "step" if page.steps else "epoch",
         "gallery": gallery(page.samples),
+        **verdicts_view(store, run.id),
         "sheets": [{"event_id": e.id, "suite": (e.data or {}).get("suite")} for e in page.events
                    if e.kind == "evaluation" and (e.data or {}).get("sheet_uri")],
     }
+
+
+# ---- Verdicts ------------------------------------------------------------------------------------------------------
+
+VERDICT_KINDS = ("rate", "mark", "note", "tag")
+
+
+def verdicts_view(store: TrackingStore, ref: str) -> dict[str, Any]:
+    from orchestrator.tracking.verdicts import default_author
+
+    verdicts = store.verdicts(ref)
+    return {"verdicts": verdicts.to_dict(), "default_author": default_author(),
+            "marks": {m.epoch: m.mark for m in verdicts.epoch_marks}}
+
+
+def record_verdict(store: TrackingStore, ref: str, kind: str, fields: Mapping[str, str]) -> str:
+    """One verdict from a form (text fields as typed); returns what was recorded, in words."""
+    author = fields.get("author", "").strip() or None
+    if kind == "rate":
+        rating = store.rate_run(ref, fields.get("score", ""), author=author)
+        return f"rated {rating.score}"
+    if kind == "mark":
+        mark = store.mark_epoch(ref, fields.get("epoch", ""), fields.get("mark", ""), author=author)
+        return f"epoch {mark.epoch} marked {mark.mark}"
+    if kind == "note":
+        store.add_note(ref, fields.get("text", ""), author=author)
+        return "note added"
+    if kind == "tag":
+        action = fields.get("action") or "add"
+        store.tag_run(ref, action, fields.get("tag", ""), author=author)
+        return f"tag {'added' if action == 'add' else 'removed'}"
+    raise NotFoundError(f"no verdict form {kind!r}", f"forms: {', '.join(VERDICT_KINDS)}")
 
 
 # ---- Compare -------------------------------------------------------------------------------------------------------

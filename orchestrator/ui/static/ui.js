@@ -2,6 +2,14 @@
 // Data comes from JSON blocks the server renders into the page; nothing is fetched from elsewhere.
 "use strict";
 
+// A refused verdict (bad input) answers 400 with the form and its message: swap it in like a success.
+if (window.htmx) {
+  htmx.config.responseHandling = [
+    { code: "204", swap: false }, { code: "[23]..", swap: true }, { code: "400", swap: true, error: false },
+    { code: "[45]..", swap: false, error: true },
+  ];
+}
+
 const COLOURS = ["#1e88e5", "#e53935", "#43a047", "#fb8c00"];
 
 function chart(element, x, series, options) {
