@@ -11,7 +11,6 @@ nothing. Target: <= 150 ms per page.
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import sys
 import tempfile
@@ -20,11 +19,9 @@ import time
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_views import PG_SERVER_URL, populate  # noqa: E402
+from bench_views import fresh_pg_database, populate  # noqa: E402
 
 from orchestrator.tracking import db  # noqa: E402
 from orchestrator.tracking.pages import RunFilter  # noqa: E402
@@ -101,19 +98,8 @@ def main() -> None:
         if args.backend in ("sqlite", "both"):
             bench("sqlite", f"sqlite:///{tmp}/bench.db", args.runs, args.epochs, args.samples, Path(tmp) / "cache")
         if args.backend in ("postgresql", "both"):
-            name = f"orch_bench_{secrets.token_hex(4)}"
-            admin = sa.create_engine(make_url(PG_SERVER_URL).set(drivername="postgresql+psycopg"),
-                                     isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            try:
-                bench("postgresql", make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False),
-                      args.runs, args.epochs, args.samples, Path(tmp) / "cache")
-            finally:
-                with admin.connect() as connection:
-                    connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
-
+            with fresh_pg_database() as url:
+                bench("postgresql", url, args.runs, args.epochs, args.samples, Path(tmp) / "cache")
 
 if __name__ == "__main__":
     main()

@@ -225,7 +225,8 @@ def test_verdict_forms_refuse_bad_input_and_write_nothing(served, page):
     with TrackingStore(served.db_url) as store:
         verdicts = store.verdicts(run_id)
     assert [(m.epoch, m.mark) for m in verdicts.epoch_marks] == [(2, "keeper")]
-    assert [(n.author, n.text) for n in verdicts.notes] == [("reviewer", "<script>window.__pwned = 2</script> too dark")]
+    note = "<script>window.__pwned = 2</script> too dark"
+    assert [(n.author, n.text) for n in verdicts.notes] == [("reviewer", note)]
     assert [t.tag for t in verdicts.tags] == ["keeper-run"]
     page.reload()
     assert page.locator("table.gallery tr").nth(2).locator(".mark.keeper").count() == 1  # epoch 2's row

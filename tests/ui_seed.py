@@ -81,7 +81,8 @@ def seed_ui(db_url: str, work: Path, *, running: bool = True) -> Seeded:
             {"unique_colors_24": 4.0, "colors_95": 3.0}, {"unique_colors_24": 6.0, "colors_95": 4.0},
             {"unique_colors_24": 8.0, "colors_95": 5.0}])
         prompt_ids = store.ensure_prompt_suite("ui-suite", PROMPTS)
-        specs = [("alpha-dim8", "sd15_fast", 8, 1e-4, (30, 60, 90)), ("beta-dim16", "sd15_fast", 16, 2e-4, (200, 40, 80)),
+        specs = [("alpha-dim8", "sd15_fast", 8, 1e-4, (30, 60, 90)),
+                 ("beta-dim16", "sd15_fast", 16, 2e-4, (200, 40, 80)),
                  ("gamma-dim32", "sdxl_dim32", 32, 1e-4, (120, 150, 30))]
         for index, (name, preset, dim, lr, colour) in enumerate(specs):
             run = store.create_run(NewRun(

@@ -30,7 +30,8 @@ def main() -> None:
         ids = seeded.runs
         shots = {
             "ui-run.png": f"{base}/run/{ids['beta-dim16']}",
-            "ui-compare.png": f"{base}/compare?run={ids['alpha-dim8']}&run={ids['beta-dim16']}&run={ids['gamma-dim32']}",
+            "ui-compare.png": f"{base}/compare?" + "&".join(f"run={ids[n]}" for n in ("alpha-dim8", "beta-dim16",
+                                                                                       "gamma-dim32")),
         }
         try:
             with sync_playwright() as playwright:
@@ -38,7 +39,8 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 for name, address in shots.items():
                     page.goto(address)
-                    page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth)")
+                    page.wait_for_function(
+                        "() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth)")
                     page.screenshot(path=str(ROOT / "docs" / name), full_page=True)
                     print(f"docs/{name}")
                 browser.close()

@@ -188,10 +188,8 @@ class PageRepository(RunRepository):
                 events.sort(key=lambda e: e.id)
             checkpoints = [_checkpoint_record(c) for c in session.scalars(
                 sa.select(Checkpoint).where(Checkpoint.run_id == run.id).order_by(Checkpoint.epoch, Checkpoint.id))]
-            scores = [EpochScore(run_id=s.run_id, epoch=s.epoch, sample_count=s.sample_count,
-                                 reported=bool(s.reported), metrics=_metric_aggregates(s), blank_count=s.blank_count)
-                      for s in session.scalars(sa.select(RunEpochScore).where(RunEpochScore.run_id == run.id)
-                                               .order_by(RunEpochScore.epoch))]
+            scores = [_epoch_score(s) for s in session.scalars(
+                sa.select(RunEpochScore).where(RunEpochScore.run_id == run.id).order_by(RunEpochScore.epoch))]
             reference_row = (session.get(SnapshotReferenceScore, run.dataset_snapshot_id)
                              if run.dataset_snapshot_id else None)
             reference = _reference_record(reference_row) if reference_row is not None else None
@@ -213,9 +211,7 @@ class PageRepository(RunRepository):
             scores: dict[str, list[EpochScore]] = {i: [] for i in ids}
             for s in session.scalars(sa.select(RunEpochScore).where(RunEpochScore.run_id.in_(ids))
                                      .order_by(RunEpochScore.run_id, RunEpochScore.epoch)):
-                scores[s.run_id].append(EpochScore(run_id=s.run_id, epoch=s.epoch, sample_count=s.sample_count,
-                                                   reported=bool(s.reported), metrics=_metric_aggregates(s),
-                                                   blank_count=s.blank_count))
+                scores[s.run_id].append(_epoch_score(s))
         return runs, samples, scores
 
     @staticmethod
@@ -293,6 +289,11 @@ class PageRepository(RunRepository):
                 "network_dim": distinct(Run.network_dim),
                 "caption_version": [label for label in distinct(CaptionVersion.label)],
             }
+
+
+def _epoch_score(row: RunEpochScore) -> EpochScore:
+    return EpochScore(run_id=row.run_id, epoch=row.epoch, sample_count=row.sample_count, reported=bool(row.reported),
+                      metrics=_metric_aggregates(row), blank_count=row.blank_count)
 
 
 def _rating_expression() -> Any:
