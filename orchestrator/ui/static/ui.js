@@ -142,7 +142,17 @@ function timeline() {
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = s.run.name;
-    lane.append(queued, name);
+    lane.append(queued);
+    const created = t(s.run.created_at);
+    if (t(s.run.started_at) !== null && created < s.start) {  // waiting in the queue before it started
+      const wait = document.createElement("span");
+      wait.className = "span queued wait";
+      wait.style.left = `${pct(created)}%`;
+      wait.style.width = `${Math.max(pct(s.start) - pct(created), 0.3)}%`;
+      wait.title = `${s.run.name}: queued`;
+      lane.append(wait);
+    }
+    lane.append(name);
     box.appendChild(lane);
   }
 }
