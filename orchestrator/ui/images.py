@@ -47,7 +47,8 @@ class ArtifactCache:
         if not fetch:
             return None
         if not archive_uri:
-            raise ArtifactError(f"snapshot {snapshot_id[:12]} has no archive recorded", None)
+            raise ArtifactError(f"snapshot {snapshot_id[:12]} has no archive recorded",
+                                "take the snapshot again with `orchestrator dataset snapshot`")
         archive = self.path_of(archive_uri)
         with self._lock:
             if target.is_dir():
