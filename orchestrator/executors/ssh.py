@@ -186,7 +186,8 @@ class SshLauncher:
         ends and exit with its status."""
         worker = shlex.join([self.remote_orchestrator, "worker", "--run-id", run_id, *worker_args])
         log = self.log_path(run_id)
-        start = (f'log="{log}"; nohup {worker} > "$log" 2>&1 < /dev/null & pid=$!; '
+        # the log exists before the worker starts: `tail` below may run before the background shell opens it
+        start = (f'log="{log}"; : > "$log"; nohup {worker} > "$log" 2>&1 < /dev/null & pid=$!; '
                  'echo "worker started (pid $pid), log: $log"; ')
         if follow:
             end = 'tail -n +1 -f --pid="$pid" "$log" & wait "$pid"; code=$?; wait; exit $code'
