@@ -34,7 +34,8 @@ def shipped_packages() -> list[str]:
 setup(
     packages=find_namespace_packages(include=["orchestrator", "orchestrator.*"]) + shipped_packages(),
     package_dir=SHIPPED_FOLDERS,
-    package_data={"orchestrator": ["data/*.*", "kohya/*.json"], **dict.fromkeys(shipped_packages(), SHIPPED_FILES)},
+    package_data={"orchestrator": ["data/*.*", "kohya/*.json", "ui/templates/*.html", "ui/static/*.*",
+                                   "ui/static/vendor/*"], **dict.fromkeys(shipped_packages(), SHIPPED_FILES)},
     ext_modules=[
         Extension("orchestrator.evaluation._kernels", ["orchestrator/evaluation/_kernels.c"], optional=True),
     ],

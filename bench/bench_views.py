@@ -17,6 +17,8 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -163,6 +165,21 @@ def bench(backend: str, url: str, runs: int, epochs: int, prompts: int) -> None:
     store.close()
 
 
+@contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server (its URL), dropped afterwards."""
+    name = f"orch_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(make_url(PG_SERVER_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
@@ -174,18 +191,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bench("sqlite", f"sqlite:///{tmp}/bench.db", args.runs, args.epochs, args.prompts)
     if args.backend in ("postgresql", "both"):
-        name = f"orch_bench_{secrets.token_hex(4)}"
-        admin = sa.create_engine(make_url(PG_SERVER_URL).set(drivername="postgresql+psycopg"),
-                                 isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            bench("postgresql", make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False),
-                  args.runs, args.epochs, args.prompts)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        with fresh_pg_database() as url:
+            bench("postgresql", url, args.runs, args.epochs, args.prompts)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("datasets", ("datasets",)),
     ("services", ("base_model", "provenance", "history", "executors", "evaluation", "testmodel")),
     ("orchestration", ("runs", "launch", "sweeps")),
-    ("interface", ("cli", "ui", "__main__")),
+    ("interface", ("ui", "cli", "__main__")),  # the cli serves the ui: `orchestrator ui`
 ]
 RANK = {unit: (layer, position) for layer, (_, units) in enumerate(LAYERS) for position, unit in enumerate(units)}
 

@@ -18,7 +18,9 @@ import orchestrator
 
 ROOT = Path(__file__).resolve().parent.parent
 
-HEAVY = ("sqlalchemy", "numpy", "rich", "orchestrator.tracking.models")
+# The web stack of `orchestrator ui` (the [ui] extra) too: only the ui command itself may load it.
+HEAVY = ("sqlalchemy", "numpy", "rich", "orchestrator.tracking.models", "starlette", "jinja2", "uvicorn",
+         "orchestrator.ui")
 
 # Runs the console script's entry point with the given arguments, then prints what it imported.
 ENTRY_POINT_RUNNER = """
@@ -68,7 +70,8 @@ def _heavy(modules: list[str]) -> list[str]:
     return [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
 
 
-@pytest.mark.parametrize("args", [("--help",), ("plan", "--help"), ("runs", "--help"), ("launch", "--help")])
+@pytest.mark.parametrize("args", [("--help",), ("plan", "--help"), ("runs", "--help"), ("launch", "--help"),
+                                  ("ui", "--help")])
 def test_help_imports_nothing_heavy(args):
     output, report = _run(ENTRY_POINT_RUNNER, *args)
     assert report["exit"] == 0
@@ -78,7 +81,7 @@ def test_help_imports_nothing_heavy(args):
 
 def test_every_commands_help_imports_nothing_heavy():
     _, report = _run(EVERY_HELP_RUNNER)
-    assert {"plan", "runs list", "runs watch", "dataset snapshot", "score", "eval", "db upgrade"} <= set(
+    assert {"plan", "runs list", "runs watch", "dataset snapshot", "score", "eval", "db upgrade", "ui"} <= set(
         report["helped"])
     assert _heavy(report["modules"]) == []
 

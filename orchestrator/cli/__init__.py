@@ -14,7 +14,7 @@ from __future__ import annotations
 import click
 
 from orchestrator import __version__
-from orchestrator.cli import artifacts, datasets, db, evaluate, history, launch, plan, runs, views
+from orchestrator.cli import artifacts, datasets, db, evaluate, history, launch, plan, runs, ui, views
 from orchestrator.cli.output import OrchestratorGroup, State
 from orchestrator.config import DATABASE_URL_ENV, Settings
 
@@ -42,6 +42,7 @@ for command in (
     artifacts.artifacts,
     launch.worker, launch.launch, launch.reproduce, launch.import_lora_command, launch.testmodel,
     evaluate.eval_command, evaluate.score,
+    ui.ui,
 ):
     cli.add_command(command)
 

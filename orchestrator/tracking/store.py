@@ -9,7 +9,8 @@
 - :mod:`~orchestrator.tracking.evaluations`: prompt suites, evaluation samples, epoch scores and best epochs,
   snapshots' reference scores;
 - :mod:`~orchestrator.tracking.verdicts`: what people decide about runs (ratings, epoch marks, notes, tags);
-- :mod:`~orchestrator.tracking.views`: the read side of the SQL views.
+- :mod:`~orchestrator.tracking.views`: the read side of the SQL views;
+- :mod:`~orchestrator.tracking.pages`: the review UI's page reads (a bounded number of queries per page).
 
 Sweeps, when they come, follow the same pattern: a ``SweepRepository`` in ``tracking/sweeps.py``, its records in
 ``tracking/entities.py``, added to the bases below.
@@ -28,13 +29,14 @@ from orchestrator.tracking import db, locks
 from orchestrator.tracking.checkpoints import CheckpointRepository
 from orchestrator.tracking.datasets import DatasetRepository
 from orchestrator.tracking.evaluations import EvaluationRepository
+from orchestrator.tracking.pages import PageRepository
 from orchestrator.tracking.runs import RunRepository
 from orchestrator.tracking.verdicts import VerdictRepository
 from orchestrator.tracking.views import ViewRepository
 
 
-class TrackingStore(RunRepository, CheckpointRepository, DatasetRepository, EvaluationRepository, VerdictRepository,
-                    ViewRepository):
+class TrackingStore(PageRepository, RunRepository, CheckpointRepository, DatasetRepository, EvaluationRepository,
+                    VerdictRepository, ViewRepository):
     """The tracking database behind one URL (SQLite file or PostgreSQL)."""
 
     def __init__(self, url: str | None = None, *, check_schema: bool = True) -> None:
