@@ -9,9 +9,9 @@ random SD1.5-shaped test model (ORCHESTRATOR_TEST_MODEL, or built once with SD_S
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +39,13 @@ def _test_model() -> Path:
     return target
 
 
+# the tiny dataset and the spec are the ones tools/capture_trainer_fixtures.py captures the stand-in's real run with
+_spec = importlib.util.spec_from_file_location("capture_trainer_fixtures",
+                                               REPO / "tools" / "capture_trainer_fixtures.py")
+capture = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(capture)
+
+
 def _has_cuda() -> bool:
     python = os.environ.get("SD_SCRIPTS_PYTHON", sys.executable)
     result = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True,
@@ -46,46 +53,12 @@ def _has_cuda() -> bool:
     return result.stdout.strip() == "True"
 
 
-def _tiny_dataset(root: Path, size: int) -> Path:
-    """Two example portraits (24x24 art upscaled nearest-neighbour to the training size) in a 1-repeat folder."""
-    from PIL import Image
-
-    data = root / "data" / "1_bespoke_punk"
-    data.mkdir(parents=True)
-    for image in sorted((REPO / "datasets" / "example" / "plain" / "10_bespoke_punk").glob("*.png"))[:2]:
-        Image.open(image).resize((size, size), Image.NEAREST).save(data / image.name)
-        shutil.copy(image.with_suffix(".txt"), data / f"{image.stem}.txt")
-    return data.parent
-
-
-def _write_spec(tmp_path: Path, model: Path, size: int, *, name: str, seed: int, epochs: int) -> Path:
-    """The CAPTION_FIX recipe on the tiny dataset: batch 1, no warm-up, bf16 on CUDA, fp32 on CPU."""
-    spec = tmp_path / "spec.toml"
-    spec.write_text(f"""spec_version = 1
-name = "{name}"
-preset = "sd15_caption_fix"
-seed = {seed}
-[base_model]
-family = "sd15"
-path = "{model}"
-[dataset]
-path = "{tmp_path / 'data'}"
-[config]
-max_train_epochs = {epochs}
-train_batch_size = 1
-resolution = "{size},{size}"
-mixed_precision = "{'bf16' if size == 512 else 'no'}"
-lr_warmup_steps = 0
-""")
-    return spec
-
-
 def test_launch_reproduce_and_verify_with_the_real_trainer(tmp_path, monkeypatch):
     model = _test_model()
     cuda = _has_cuda()
     size = 512 if cuda else 64
-    _tiny_dataset(tmp_path, size)
-    spec = _write_spec(tmp_path, model, size, name="integration", seed=1234, epochs=2)
+    capture.tiny_dataset(tmp_path, size)
+    spec = capture.write_spec(tmp_path, model, size, name="integration", seed=1234, epochs=2)
     if not cuda:
         monkeypatch.setenv("PYTHONPATH", str(REPO / "tests" / "shims"))  # the torchvision test shim, trainer only
     monkeypatch.setenv("SD_SCRIPTS_DIR", SD_SCRIPTS)
@@ -134,8 +107,8 @@ def test_worker_killed_mid_run_is_lost_then_requeued_as_a_new_attempt(tmp_path, 
 
     model = _test_model()
     size = 512 if _has_cuda() else 64
-    _tiny_dataset(tmp_path, size)
-    spec = _write_spec(tmp_path, model, size, name="killed", seed=7, epochs=3)
+    capture.tiny_dataset(tmp_path, size)
+    spec = capture.write_spec(tmp_path, model, size, name="killed", seed=7, epochs=3)
     env = dict(os.environ, SD_SCRIPTS_DIR=SD_SCRIPTS)
     if size == 64:
         env["PYTHONPATH"] = str(REPO / "tests" / "shims")

@@ -26,6 +26,8 @@ WORK_MARK = "<work>"
 
 
 def tiny_dataset(root: Path, size: int) -> Path:
+    """Two example portraits (24x24 art upscaled nearest-neighbour to the training size) in a 1-repeat folder
+    (tests/test_sd_scripts_integration.py trains on the same)."""
     from PIL import Image
 
     data = root / "data" / "1_bespoke_punk"
@@ -34,6 +36,29 @@ def tiny_dataset(root: Path, size: int) -> Path:
         Image.open(image).resize((size, size), Image.NEAREST).save(data / image.name)
         shutil.copy(image.with_suffix(".txt"), data / f"{image.stem}.txt")
     return data.parent
+
+
+def write_spec(root: Path, model: Path, size: int, *, name: str, seed: int, epochs: int) -> Path:
+    """The CAPTION_FIX recipe on the tiny dataset (``root/data``): batch 1, no warm-up, bf16 at 512 px (a GPU), fp32
+    at the CPU's small sizes."""
+    spec = root / "spec.toml"
+    spec.write_text(f"""spec_version = 1
+name = "{name}"
+preset = "sd15_caption_fix"
+seed = {seed}
+[base_model]
+family = "sd15"
+path = "{model}"
+[dataset]
+path = "{root / 'data'}"
+[config]
+max_train_epochs = {epochs}
+train_batch_size = 1
+resolution = "{size},{size}"
+mixed_precision = "{'bf16' if size == 512 else 'no'}"
+lr_warmup_steps = 0
+""")
+    return spec
 
 
 def header(path: Path) -> dict:
@@ -52,23 +77,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="orch-capture-"))
     size = 64
     tiny_dataset(tmp, size)
-    spec = tmp / "spec.toml"
-    spec.write_text(f"""spec_version = 1
-name = "captured"
-preset = "sd15_caption_fix"
-seed = 1234
-[base_model]
-family = "sd15"
-path = "{model}"
-[dataset]
-path = "{tmp / 'data'}"
-[config]
-max_train_epochs = 2
-train_batch_size = 1
-resolution = "{size},{size}"
-mixed_precision = "no"
-lr_warmup_steps = 0
-""")
+    spec = write_spec(tmp, Path(model), size, name="captured", seed=1234, epochs=2)
     env = dict(os.environ, PYTHONPATH=str(REPO / "tests" / "shims"))  # the trainer's torchvision shim (CPU)
     command = [str(Path(sys.executable).parent / "orchestrator"), "--database", f"sqlite:///{tmp / 'db'}", "launch",
                str(spec), "--store", (tmp / "store").as_uri(), "--work-root", str(tmp / "runs"), "--json"]
